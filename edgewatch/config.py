@@ -228,7 +228,9 @@ class BotSortConfig(_TrackerBase):
     gmc_method: GmcMethod = Field(GmcMethod.SPARSE_OPT_FLOW, description="camera motion method")
     gmc_downscale: int = Field(2, ge=1, le=16, description="downscale frames for GMC")
     proximity_thresh: float = Field(0.5, ge=0, le=1, description="min IoU for ReID matching")
-    appearance_thresh: float = Field(0.8, ge=0, le=2, description="max embedding distance")
+    appearance_thresh: float = Field(
+        0.8, ge=0, le=1, description="min appearance similarity: cosine distance / 2 above 1 - this is refused"
+    )
     with_reid: bool = Field(False, description="use appearance embeddings")
     model: str = Field("auto", description="ReID ONNX path, or 'auto' = CLIP labeler embeddings")
 
@@ -306,6 +308,7 @@ class JsonlSinkConfig(_SinkBase):
     type: Literal["jsonl"] = "jsonl"
     path: str = Field(min_length=1, description="file path; {source} expands to the source id")
     events: bool = Field(True, description="write source events as lines too")
+    append: bool = Field(False, description="append to an existing file instead of truncating")
 
 
 class MotSinkConfig(_SinkBase):
@@ -337,6 +340,11 @@ class ZmqSinkConfig(_SinkBase):
     send_image: bool = Field(False, description="third frame: JPEG of the image")
     jpeg_quality: int = Field(80, ge=1, le=100)
     events: bool = Field(True, description="publish source events")
+    count_drops: bool = Field(
+        True,
+        description="XPUB_NODROP: a full subscriber queue drops (and counts) the message for"
+        " all subscribers; false: libzmq drops per subscriber, uncounted",
+    )
     curve: CurveConfig | None = Field(None, description="CURVE encryption and authentication")
 
 
@@ -400,6 +408,10 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
     lines: dict[Any, int] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
         mapping[key] = loader.construct_object(value_node, deep=True)
         lines[key] = key_node.start_mark.line + 1
     return _Lined(mapping, lines)

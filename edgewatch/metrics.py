@@ -12,12 +12,18 @@ registry); stages receive it and record into labelled series::
 from __future__ import annotations
 
 import bisect
+import itertools
+import math
+import re
 import threading
 from collections.abc import Iterable, Mapping
 
 _DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 LabelKey = tuple[tuple[str, str], ...]
+
+_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 HELP: dict[str, tuple[str, str]] = {
     "edgewatch_frames_total": ("counter", "Frames handled, per source and stage."),
@@ -33,13 +39,25 @@ HELP: dict[str, tuple[str, str]] = {
 
 
 def _key(labels: Mapping[str, object]) -> LabelKey:
+    for k in labels:
+        if not _LABEL_RE.match(k) or k.startswith("__"):
+            raise ValueError(f"invalid Prometheus label name {k!r}")
     return tuple(sorted((k, str(v)) for k, v in labels.items()))
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise ValueError(f"invalid Prometheus metric name {name!r}")
 
 
 class _Histogram:
     __slots__ = ("buckets", "count", "counts", "sum")
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
+        if not buckets or any(not math.isfinite(b) for b in buckets) or any(
+            a >= b for a, b in itertools.pairwise(buckets)
+        ):
+            raise ValueError(f"histogram buckets must be finite and increasing: {buckets}")
         self.buckets = buckets
         self.counts = [0] * (len(buckets) + 1)
         self.count = 0
@@ -52,19 +70,26 @@ class _Histogram:
 
     def quantile(self, q: float) -> float:
         """Upper bound of the bucket holding quantile ``q`` (inf if past the last)."""
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile {q} outside 0..1")
         if self.count == 0:
             return float("nan")
         target = q * self.count
         acc = 0
         for i, c in enumerate(self.counts):
             acc += c
-            if acc >= target:
+            if acc >= target and acc > 0:
                 return self.buckets[i] if i < len(self.buckets) else float("inf")
         return float("inf")
 
 
 class Metrics:
-    """Thread-safe labelled metrics."""
+    """Thread-safe labelled metrics.
+
+    A name belongs to one kind (counter, gauge or histogram); using it as
+    another kind raises :class:`ValueError`, so :meth:`render` never writes two
+    ``# TYPE`` lines for one name. Counters only go up.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -72,21 +97,47 @@ class Metrics:
         self._gauges: dict[str, dict[LabelKey, float]] = {}
         self._hists: dict[str, dict[LabelKey, _Histogram]] = {}
 
+    def _claim(self, name: str, table: Mapping[str, object]) -> None:
+        """Reject ``name`` if another kind already uses it (call under the lock)."""
+        if name in table:
+            return
+        _check_name(name)
+        for other in (self._counters, self._gauges, self._hists):
+            if other is not table and name in other:
+                raise ValueError(f"metric {name!r} is already used as another kind")
+
     def inc(self, name: str, value: float = 1.0, **labels: object) -> None:
+        """Add ``value`` (>= 0) to a counter."""
+        if not value >= 0:
+            raise ValueError(f"counter {name}: increment {value} is negative or NaN")
         key = _key(labels)
         with self._lock:
+            self._claim(name, self._counters)
             series = self._counters.setdefault(name, {})
             series[key] = series.get(key, 0.0) + value
 
     def set(self, name: str, value: float, **labels: object) -> None:
-        with self._lock:
-            self._gauges.setdefault(name, {})[_key(labels)] = value
-
-    def observe(
-        self, name: str, value: float, buckets: tuple[float, ...] = _DEFAULT_BUCKETS, **labels: object
-    ) -> None:
+        """Set a gauge (NaN and infinities are allowed and rendered as such)."""
         key = _key(labels)
         with self._lock:
+            self._claim(name, self._gauges)
+            self._gauges.setdefault(name, {})[key] = value
+
+    def observe(
+        self,
+        name: str,
+        value: float,
+        buckets: tuple[float, ...] = _DEFAULT_BUCKETS,
+        **labels: object,
+    ) -> None:
+        """Record ``value`` into a histogram; ``buckets`` are used when the series is new."""
+        if "le" in labels:
+            raise ValueError(f"histogram {name}: 'le' is a reserved label")
+        if math.isnan(value):
+            raise ValueError(f"histogram {name}: cannot observe NaN")
+        key = _key(labels)
+        with self._lock:
+            self._claim(name, self._hists)
             series = self._hists.setdefault(name, {})
             h = series.get(key)
             if h is None:
@@ -112,6 +163,34 @@ class Metrics:
             h = self._hists.get(name, {}).get(_key(labels))
             return h.quantile(q) if h else float("nan")
 
+    def snapshot(self) -> dict[str, dict[LabelKey, float]]:
+        """A copy of every sample as rendered: sample name -> label key -> value.
+
+        Histograms appear as ``<name>_bucket`` (cumulative, with an ``le`` label,
+        ``+Inf`` last), ``<name>_sum`` and ``<name>_count``, as in :meth:`render`.
+
+        >>> m = Metrics(); m.inc("x_total", 2, source="a")
+        >>> m.snapshot()
+        {'x_total': {(('source', 'a'),): 2.0}}
+        """
+        out: dict[str, dict[LabelKey, float]] = {}
+        with self._lock:
+            for table in (self._counters, self._gauges):
+                for name, series in table.items():
+                    out[name] = dict(series)
+            for name, hseries in self._hists.items():
+                buckets = out.setdefault(f"{name}_bucket", {})
+                sums = out.setdefault(f"{name}_sum", {})
+                counts = out.setdefault(f"{name}_count", {})
+                for k, h in hseries.items():
+                    acc = 0
+                    for bound, c in zip((*h.buckets, math.inf), h.counts, strict=True):
+                        acc += c
+                        buckets[tuple(sorted((*k, ("le", _num(bound)))))] = float(acc)
+                    sums[k] = h.sum
+                    counts[k] = float(h.count)
+        return out
+
     def render(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
         lines: list[str] = []
@@ -126,15 +205,14 @@ class Metrics:
                     acc = 0
                     for bound, c in zip((*h.buckets, float("inf")), h.counts, strict=True):
                         acc += c
-                        le = "+Inf" if bound == float("inf") else _num(bound)
-                        lines.append(f"{name}_bucket{_fmt(k, (('le', le),))} {acc}")
+                        lines.append(f"{name}_bucket{_fmt(k, (('le', _num(bound)),))} {acc}")
                     lines.append(f"{name}_sum{_fmt(k)} {_num(h.sum)}")
                     lines.append(f"{name}_count{_fmt(k)} {h.count}")
         return "\n".join(lines) + "\n"
 
 
 def _header(name: str, kind: str) -> list[str]:
-    help_text = HELP.get(name, (kind, name))[1]
+    help_text = HELP.get(name, (kind, name))[1].replace("\\", "\\\\").replace("\n", "\\n")
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
 
 
@@ -150,4 +228,14 @@ def _fmt(key: LabelKey, extra: Iterable[tuple[str, str]] = ()) -> str:
 
 
 def _num(v: float) -> str:
-    return repr(float(v)) if v != int(v) else str(int(v))
+    """A sample value as Prometheus writes it: ``1``, ``0.25``, ``+Inf``, ``NaN``.
+
+    >>> [_num(x) for x in (3.0, 0.25, 1e20, float("inf"), -float("inf"), float("nan"))]
+    ['3', '0.25', '1e+20', '+Inf', '-Inf', 'NaN']
+    """
+    v = float(v)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)

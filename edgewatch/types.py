@@ -39,7 +39,8 @@ class Frame:
     seconds of stream time; ``wall_time`` is the capture time as a Unix
     timestamp (seconds); ``image`` is HxWx3 BGR uint8. ``generation`` grows by
     one each time the source reopens (reconnect or loop), so trackers can tell
-    a gap from a cut.
+    a gap from a cut. ``fps`` is the stream's nominal rate (0 when unknown) and
+    ``decode_ms`` the time the source spent decoding this frame.
     """
 
     source_id: str
@@ -49,6 +50,7 @@ class Frame:
     image: np.ndarray
     generation: int = 0
     fps: float = 0.0
+    decode_ms: float = 0.0
 
     @property
     def width(self) -> int:

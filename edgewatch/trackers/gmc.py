@@ -1,0 +1,190 @@
+"""Global (camera) motion compensation, as BoT-SORT's ``GMC``.
+
+:meth:`GMC.apply` takes consecutive BGR frames and returns the ``2x3`` affine
+that maps pixel coordinates of the previous frame onto the current one
+(full-resolution pixels, whatever the downscale). Methods:
+
+``sparseOptFlow``
+    ``goodFeaturesToTrack`` corners, tracked with ``calcOpticalFlowPyrLK``,
+    fitted with ``estimateAffinePartial2D`` (RANSAC).
+``orb`` / ``sift``
+    keypoints matched between frames (ratio test), same affine fit.
+``ecc``
+    ``findTransformECC`` with a Euclidean motion model.
+``none``
+    always the identity.
+
+Detections (``(N, 4)`` xyxy pixels) are masked out of the feature search, so
+moving objects do not vote for the camera motion. When a fit fails the
+identity is returned, a rate-limited warning is logged and the
+``edgewatch_fallbacks_total{stage="gmc"}`` counter grows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+import numpy as np
+
+from edgewatch.config import GmcMethod
+from edgewatch.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+_WARN_EVERY_S = 10.0
+_MIN_POINTS = 5
+
+
+def identity() -> np.ndarray:
+    """The ``2x3`` identity affine (float64)."""
+    return np.eye(2, 3)
+
+
+class GMC:
+    """Camera-motion estimator with the state of the previous frame.
+
+    ``downscale`` divides the frame size before the search (2 = half size).
+    """
+
+    def __init__(
+        self,
+        method: GmcMethod | str = GmcMethod.SPARSE_OPT_FLOW,
+        downscale: int = 2,
+        metrics: Metrics | None = None,
+        source: str = "",
+    ) -> None:
+        self.method = GmcMethod(method)
+        self.downscale = max(1, int(downscale))
+        self.failures = 0
+        self._metrics = metrics
+        self._source = source
+        self._last_warn = -np.inf
+        self._prev: np.ndarray | None = None
+        self._prev_pts: np.ndarray | None = None
+        self._prev_kp: tuple[tuple[cv2.KeyPoint, ...], np.ndarray | None] | None = None
+        self._detector: cv2.Feature2D | None = None
+        self._matcher: cv2.DescriptorMatcher | None = None
+        if self.method is GmcMethod.ORB:
+            self._detector = cv2.ORB_create(nfeatures=1000)
+            self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        elif self.method is GmcMethod.SIFT:
+            self._detector = cv2.SIFT_create(nfeatures=1000)
+            self._matcher = cv2.BFMatcher(cv2.NORM_L2)
+
+    def reset(self) -> None:
+        """Forget the previous frame (the next call returns the identity)."""
+        self._prev = None
+        self._prev_pts = None
+        self._prev_kp = None
+
+    def apply(self, frame_bgr: np.ndarray | None, detections_xyxy: np.ndarray | None = None) -> np.ndarray:
+        """Affine ``2x3`` (float64) from the previous frame to this one; identity on the first."""
+        if self.method is GmcMethod.NONE or frame_bgr is None:
+            return identity()
+        gray, mask = self._prepare(frame_bgr, detections_xyxy)
+        if self._prev is not None and self._prev.shape != gray.shape:
+            self.reset()
+        if self.method is GmcMethod.SPARSE_OPT_FLOW:
+            affine = self._sparse_flow(gray, mask)
+        elif self.method is GmcMethod.ECC:
+            affine = self._ecc(gray)
+        else:
+            affine = self._features(gray, mask)
+        self._prev = gray
+        if affine is None:
+            return identity()
+        affine[:, 2] *= self.downscale
+        return affine
+
+    # ------------------------------------------------------------------ helpers
+
+    def _prepare(self, frame: np.ndarray, dets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+        h, w = gray.shape[:2]
+        if self.downscale > 1:
+            gray = cv2.resize(
+                gray, (w // self.downscale, h // self.downscale), interpolation=cv2.INTER_AREA
+            )
+        gh, gw = gray.shape
+        mask = np.zeros_like(gray)
+        mask[int(0.02 * gh) : int(0.98 * gh), int(0.02 * gw) : int(0.98 * gw)] = 255
+        if dets is not None and len(dets):
+            boxes = np.asarray(dets, dtype=np.float64).reshape(-1, 4) / self.downscale
+            boxes = np.round(boxes).astype(np.int64)
+            boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, gw)
+            boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, gh)
+            for x1, y1, x2, y2 in boxes:
+                mask[y1:y2, x1:x2] = 0
+        return gray, mask
+
+    def _fail(self, why: str) -> None:
+        self.failures += 1
+        if self._metrics is not None:
+            self._metrics.inc("edgewatch_fallbacks_total", source=self._source, stage="gmc")
+        now = time.monotonic()
+        if now - self._last_warn >= _WARN_EVERY_S:
+            self._last_warn = now
+            log.warning(
+                "camera motion (%s) failed: %s; using identity (%d failures so far)",
+                self.method.value,
+                why,
+                self.failures,
+            )
+
+    def _fit(self, prev_pts: np.ndarray, curr_pts: np.ndarray) -> np.ndarray | None:
+        if len(prev_pts) < _MIN_POINTS:
+            self._fail(f"only {len(prev_pts)} point pairs")
+            return None
+        affine, _ = cv2.estimateAffinePartial2D(prev_pts, curr_pts, method=cv2.RANSAC)
+        if affine is None:
+            self._fail("affine fit did not converge")
+            return None
+        return affine.astype(np.float64)
+
+    def _sparse_flow(self, gray: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+        pts = cv2.goodFeaturesToTrack(
+            gray, maxCorners=1000, qualityLevel=0.01, minDistance=1, blockSize=3, mask=mask
+        )
+        prev, prev_pts = self._prev, self._prev_pts
+        self._prev_pts = pts
+        if prev is None:
+            return identity()
+        if prev_pts is None or len(prev_pts) < _MIN_POINTS:
+            self._fail("too few corners in the previous frame")
+            return None
+        curr, status, _ = cv2.calcOpticalFlowPyrLK(prev, gray, prev_pts, None)
+        ok = status.reshape(-1).astype(bool)
+        return self._fit(prev_pts.reshape(-1, 2)[ok], curr.reshape(-1, 2)[ok])
+
+    def _features(self, gray: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+        if self._detector is None or self._matcher is None:
+            raise AssertionError("feature GMC without a detector")
+        kp, desc = self._detector.detectAndCompute(gray, mask)
+        prev = self._prev_kp
+        self._prev_kp = (tuple(kp), desc)
+        if prev is None or self._prev is None:
+            return identity()
+        prev_kp, prev_desc = prev
+        if prev_desc is None or desc is None or len(prev_kp) < 2 or len(kp) < 2:
+            self._fail("too few keypoints")
+            return None
+        pairs = self._matcher.knnMatch(prev_desc, desc, k=2)
+        good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.9 * p[1].distance]
+        a = np.array([prev_kp[g.queryIdx].pt for g in good], dtype=np.float32).reshape(-1, 2)
+        b = np.array([kp[g.trainIdx].pt for g in good], dtype=np.float32).reshape(-1, 2)
+        return self._fit(a, b)
+
+    def _ecc(self, gray: np.ndarray) -> np.ndarray | None:
+        if self._prev is None:
+            return identity()
+        warp = np.eye(2, 3, dtype=np.float32)
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+        try:
+            _, warp = cv2.findTransformECC(self._prev, gray, warp, cv2.MOTION_EUCLIDEAN, criteria, None, 1)
+        except cv2.error as e:
+            self._fail(f"ECC did not converge ({e.err})")
+            return None
+        # I_curr(W x) = I_prev(x): W maps previous-frame pixels onto the current frame.
+        return warp.astype(np.float64)

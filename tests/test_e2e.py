@@ -1,0 +1,298 @@
+"""End to end: `edgewatch run` on the real footage with the real detector.
+
+One test runs all 795 frames of vtest.avi through JSONL, MOT, video and a real
+ZeroMQ subscriber; the others use slices (``max_frames``) to stay quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import pytest
+import zmq
+
+from conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "edgewatch" / "schema" / "wire-v1.schema.json"
+
+
+def _write_config(tmp: Path, video: Path, model: Path, *, frames: int | None = None,
+                  zmq_port: int | None = None, extra_sinks: str = "", tracker: str = "bytetrack",
+                  source_extra: str = "") -> Path:
+    out = tmp / "out"
+    lines = [
+        "sources:",
+        "  - id: vtest",
+        f"    uri: {video}",
+        "    realtime: false",
+    ]
+    if frames:
+        lines.append(f"    max_frames: {frames}")
+    if source_extra:
+        lines.append(source_extra)
+    lines += [
+        "detector:",
+        f"  model: {model}",
+        "  conf: 0.35",
+        f"tracker: {ROOT / 'configs' / 'trackers' / (tracker + '.yaml')}",
+        "sinks:",
+        f"  - {{type: jsonl, path: '{out}/{{source}}.jsonl'}}",
+        f"  - {{type: mot, path: '{out}/{{source}}.txt'}}",
+        f"  - {{type: video, path: '{out}/{{source}}.mp4'}}",
+    ]
+    if zmq_port:
+        lines.append(f"  - {{type: zmq, endpoint: 'tcp://127.0.0.1:{zmq_port}', hwm: 100000}}")
+    if extra_sinks:
+        lines.append(extra_sinks)
+    cfg = tmp / "pipeline.yaml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def _edgewatch(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgewatch", *args], capture_output=True,
+                          text=True, timeout=kw.pop("timeout", 900), cwd=kw.pop("cwd", ROOT), **kw)
+
+
+def _video_frames(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    text = path.read_text()
+    assert text.endswith("\n"), "JSONL must end with a whole line"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+class _Subscriber(threading.Thread):
+    """A real SUB socket collecting every multipart message until told to stop."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RECONNECT_IVL, 10)
+        self.sock.setsockopt(zmq.RCVHWM, 0)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(f"tcp://127.0.0.1:{port}")
+        self.messages: list[list[bytes]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        while not self.done.is_set():
+            if poller.poll(100):
+                self.messages.append(self.sock.recv_multipart())
+        while poller.poll(200):
+            self.messages.append(self.sock.recv_multipart())
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
+@pytest.mark.slow
+def test_full_vtest_run(tmp_path: Path, vtest_path: Path, detector_path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    port = free_port()
+    cfg = _write_config(tmp_path, vtest_path, detector_path, zmq_port=port)
+    sub = _Subscriber(port)
+    sub.start()
+    try:
+        r = _edgewatch("run", str(cfg), "--no-progress", timeout=1500)
+    finally:
+        sub.done.set()
+        sub.join(10)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "processed 795 frames" in r.stdout
+    out = tmp_path / "out"
+
+    msgs = _read_jsonl(out / "vtest.jsonl")
+    frames = [m for m in msgs if m.get("type", "frame") == "frame"]
+    assert [m["frame"] for m in frames] == list(range(795))
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text()))
+    for m in msgs:
+        validator.validate(m)
+    assert all((m["width"], m["height"]) == (768, 576) for m in frames)
+
+    # Persistent identities: people walk through for hundreds of frames, so a
+    # handful of long tracks must carry most of the detections.
+    lengths: dict[int, int] = {}
+    for m in frames:
+        for o in m["objects"]:
+            assert o["track_id"] is not None
+            lengths[o["track_id"]] = lengths.get(o["track_id"], 0) + 1
+    total = sum(lengths.values())
+    assert total > 795 * 2, "vtest.avi shows several people in most frames"
+    long_tracks = [t for t, n in lengths.items() if n >= 100]
+    assert len(long_tracks) >= 5
+    assert sum(lengths[t] for t in long_tracks) > 0.5 * total
+    assert len(lengths) < total / 20, "IDs must persist, not restart every few frames"
+
+    mot = (out / "vtest.txt").read_text().splitlines()
+    assert len(mot) == total
+    f, tid, x, y, w, h = mot[0].split(",")[:6]
+    assert int(f) == 1 and float(w) > 0 and float(h) > 0
+
+    assert _video_frames(out / "vtest.mp4") == 795
+
+    zframes = [json.loads(m[1]) for m in sub.messages if json.loads(m[1]).get("type") == "frame"]
+    assert [m["frame"] for m in zframes] == list(range(795))
+    assert all(m[0] == b"vtest" for m in sub.messages)
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_whole_outputs(tmp_path: Path, vtest_path: Path,
+                                      detector_path: Path) -> None:
+    cfg = _write_config(tmp_path, vtest_path, detector_path)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "edgewatch", "run", str(cfg), "--no-progress"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    jsonl = out / "vtest.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if jsonl.exists() and jsonl.read_text().count("\n") >= 40:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-2000:]
+    msgs = _read_jsonl(jsonl)
+    n = len([m for m in msgs if m.get("type", "frame") == "frame"])
+    assert 40 <= n < 795
+    assert _video_frames(out / "vtest.mp4") == n
+    assert len(stdout.splitlines()) >= 1 and f"processed {n} frames" in stdout
+
+
+def test_slice_with_botsort_and_display(tmp_path: Path, vtest_path: Path,
+                                        detector_path: Path, xvfb_display: str) -> None:
+    cfg = _write_config(tmp_path, vtest_path, detector_path, frames=25, tracker="botsort",
+                        extra_sinks="  - {type: display}")
+    r = _edgewatch("run", str(cfg), "--no-progress", env={**os.environ, "DISPLAY": xvfb_display})
+    assert r.returncode == 0, r.stderr[-3000:]
+    msgs = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
+    assert len([m for m in msgs if m.get("type", "frame") == "frame"]) == 25
+    assert "display" not in r.stderr.lower() or "error" not in r.stderr.lower(), r.stderr
+
+
+@pytest.fixture
+def xvfb_display():
+    import shutil
+
+    if shutil.which("Xvfb") is None:
+        if os.environ.get("CI"):
+            pytest.fail("Xvfb missing: scripts/ci-deps installs it")
+        pytest.skip("Xvfb not installed (apt-get install xvfb)")
+    num = 50 + os.getpid() % 40
+    proc = subprocess.Popen(["Xvfb", f":{num}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    yield f":{num}"
+    proc.terminate()
+    proc.wait(10)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def _no_outputs(tmp: Path) -> None:
+    out = tmp / "out"
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+
+
+def test_missing_video_is_config_error(tmp_path: Path, detector_path: Path) -> None:
+    cfg = _write_config(tmp_path, tmp_path / "nope.mp4", detector_path)
+    r = _edgewatch("run", str(cfg))
+    assert r.returncode == 2
+    assert "sources[0]: uri: file not found" in r.stderr
+    _no_outputs(tmp_path)
+
+
+def test_wrong_model_path(tmp_path: Path, vtest_path: Path) -> None:
+    cfg = _write_config(tmp_path, vtest_path, tmp_path / "missing.onnx")
+    r = _edgewatch("validate", str(cfg))
+    assert r.returncode == 2 and "detector.model: model file not found" in r.stderr
+    _no_outputs(tmp_path)
+
+
+def test_unknown_key(tmp_path: Path, vtest_path: Path, detector_path: Path) -> None:
+    cfg = _write_config(tmp_path, vtest_path, detector_path, source_extra="    colour: red")
+    r = _edgewatch("run", str(cfg))
+    assert r.returncode == 2
+    assert "pipeline.yaml:5 sources[0].colour: unknown key" in r.stderr
+    _no_outputs(tmp_path)
+
+
+def test_not_onnx_model(tmp_path: Path, vtest_path: Path) -> None:
+    fake = tmp_path / "fake.onnx"
+    fake.write_bytes(os.urandom(4096))
+    cfg = _write_config(tmp_path, vtest_path, fake, frames=5)
+    r = _edgewatch("run", str(cfg))
+    assert r.returncode == 1
+    assert "fake.onnx" in r.stderr and "Traceback" not in r.stderr
+    _no_outputs(tmp_path)
+
+
+def test_model_without_metadata_needs_names(tmp_path: Path, vtest_path: Path,
+                                            detector_path: Path) -> None:
+    import onnx
+
+    m = onnx.load(str(detector_path))
+    del m.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(m, str(bare))
+    cfg = _write_config(tmp_path, vtest_path, bare, frames=3)
+    r = _edgewatch("run", str(cfg))
+    assert r.returncode == 1 and "names" in r.stderr and "Traceback" not in r.stderr
+    _no_outputs(tmp_path)
+    r = _edgewatch("run", str(cfg), "--set", "detector.names=[person, fallen]", "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    msgs = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
+    names = {o["class_name"] for m in msgs if m.get("type", "frame") == "frame"
+             for o in m["objects"]}
+    assert names <= {"person", "fallen"} and names
+
+
+def test_corrupt_video_bytes(tmp_path: Path, detector_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(os.urandom(200_000))
+    cfg = _write_config(tmp_path, bad, detector_path)
+    r = _edgewatch("run", str(cfg), "--no-progress")
+    assert r.returncode == 1
+    assert "bad.mp4" in r.stderr and "Traceback" not in r.stderr
+    _no_outputs(tmp_path)
+
+
+def test_truncated_mp4(tmp_path: Path, vtest_path: Path, detector_path: Path) -> None:
+    # Encode 40 frames to mp4, then cut the file: what can be decoded is processed.
+    full = tmp_path / "full.mkv"
+    with av.open(str(vtest_path)) as src, av.open(str(full), "w") as dst:
+        stream = dst.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 768, 576, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == 40:
+                break
+            frame.pts = None
+            for p in stream.encode(frame):
+                dst.mux(p)
+        for p in stream.encode():
+            dst.mux(p)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    cfg = _write_config(tmp_path, cut, detector_path)
+    r = _edgewatch("run", str(cfg), "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    msgs = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
+    n = len([m for m in msgs if m.get("type", "frame") == "frame"])
+    assert 5 <= n < 40
+    assert _video_frames(tmp_path / "out" / "vtest.mp4") == n
