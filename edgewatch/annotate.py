@@ -70,7 +70,7 @@ def _key_points(detections: sv.Detections) -> sv.KeyPoints | None:
     if kp is None or len(detections) == 0:
         return None
     kp = np.asarray(kp, dtype=np.float32)
-    conf = kp[:, :, 2]
+    conf: np.ndarray = np.ascontiguousarray(kp[:, :, 2], dtype=np.float32)
     return sv.KeyPoints(
         xy=np.ascontiguousarray(kp[:, :, :2]),
         keypoint_confidence=conf,
@@ -91,7 +91,7 @@ class Annotator:
         self.draw_labels = draw_labels
         self._box = sv.BoxAnnotator(thickness=thickness)
         self._mask = sv.MaskAnnotator(opacity=0.4)
-        self._label = sv.LabelAnnotator(text_scale=text_scale, text_padding=4)
+        self._label = sv.LabelAnnotator(text_scale=text_scale, text_padding=4, smart_position=True)
         self._coco_edges = sv.EdgeAnnotator(thickness=thickness, edges=list(Skeleton.COCO.value))
         self._vertices = sv.VertexAnnotator(radius=max(2, thickness + 1))
 

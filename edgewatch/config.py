@@ -94,6 +94,14 @@ class SourceConfig(_Strict):
     capture: CaptureRequest = Field(default_factory=CaptureRequest)
     decode_threads: int = Field(0, ge=0, le=64, description="decoder threads; 0 = auto")
 
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _webcam_index(cls, v: object) -> object:
+        # YAML reads `uri: 0` (a webcam index) as an int.
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v
+
     @property
     def kind(self) -> SourceKind:
         """The source kind, resolved from ``uri`` when ``type`` is auto."""
@@ -364,7 +372,21 @@ SinkConfig = Annotated[
 
 
 class HealthConfig(_Strict):
-    listen: str = Field("127.0.0.1:9108", description="host:port of /healthz and /metrics")
+    listen: str = Field(
+        "127.0.0.1:9108",
+        description="host:port or [v6]:port of /healthz and /metrics; port 0 = any free port",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_form(cls, v: str) -> str:
+        from edgewatch.health import parse_listen  # health imports this module
+
+        try:
+            parse_listen(v)
+        except ConfigError as e:
+            raise ValueError(e.problems[0][1] if e.problems else str(e)) from None
+        return v
 
 
 class LogConfig(_Strict):

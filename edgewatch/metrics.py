@@ -54,9 +54,8 @@ class _Histogram:
     __slots__ = ("buckets", "count", "counts", "sum")
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
-        if not buckets or any(not math.isfinite(b) for b in buckets) or any(
-            a >= b for a, b in itertools.pairwise(buckets)
-        ):
+        increasing = all(a < b for a, b in itertools.pairwise(buckets))
+        if not buckets or not increasing or not all(math.isfinite(b) for b in buckets):
             raise ValueError(f"histogram buckets must be finite and increasing: {buckets}")
         self.buckets = buckets
         self.counts = [0] * (len(buckets) + 1)

@@ -86,10 +86,6 @@ def _num(value: Any, ndigits: int) -> float | None:
     return round(f, ndigits) if math.isfinite(f) else None
 
 
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
 def _label_groups(groups: Any) -> dict[str, dict[str, Any]] | None:
     if not isinstance(groups, Mapping) or not groups:
         return None

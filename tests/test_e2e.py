@@ -205,8 +205,12 @@ def xvfb_display():
 
 
 def _no_outputs(tmp: Path) -> None:
+    """No frame was written anywhere (a JSONL file may hold whole event lines)."""
     out = tmp / "out"
-    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+    files = sorted(out.iterdir()) if out.exists() else []
+    for f in files:
+        assert f.suffix == ".jsonl", files
+        assert all(m["type"] == "event" for m in _read_jsonl(f)), f.read_text()
 
 
 def test_missing_video_is_config_error(tmp_path: Path, detector_path: Path) -> None:
@@ -270,6 +274,8 @@ def test_corrupt_video_bytes(tmp_path: Path, detector_path: Path) -> None:
     assert r.returncode == 1
     assert "bad.mp4" in r.stderr and "Traceback" not in r.stderr
     _no_outputs(tmp_path)
+    events = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
+    assert [e["event"] for e in events] == ["failed"]
 
 
 def test_truncated_mp4(tmp_path: Path, vtest_path: Path, detector_path: Path) -> None:

@@ -8,11 +8,13 @@ import math
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from edgewatch.config import HealthConfig
+from edgewatch.config import HealthConfig, parse_config
 from edgewatch.errors import ConfigError
 from edgewatch.health import METRICS_CONTENT_TYPE, HealthServer, parse_listen
 from edgewatch.metrics import Metrics
@@ -39,8 +41,9 @@ def report(status: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def fetch(port: int, path: str, method: str = "GET", host: str = "127.0.0.1"
-          ) -> tuple[int, Mapping[str, str], bytes]:
+def fetch(
+    port: int, path: str, method: str = "GET", host: str = "127.0.0.1"
+) -> tuple[int, Mapping[str, str], bytes]:
     conn = http.client.HTTPConnection(host, port, timeout=5)
     try:
         conn.request(method, path)
@@ -54,8 +57,11 @@ def fetch(port: int, path: str, method: str = "GET", host: str = "127.0.0.1"
 def serve() -> Iterator[Callable[..., HealthServer]]:
     started: list[HealthServer] = []
 
-    def make(health: Callable[[], Mapping[str, Any]], metrics: Metrics | None = None,
-             listen: str = "127.0.0.1:0") -> HealthServer:
+    def make(
+        health: Callable[[], Mapping[str, Any]],
+        metrics: Metrics | None = None,
+        listen: str = "127.0.0.1:0",
+    ) -> HealthServer:
         srv = HealthServer(HealthConfig(listen=listen), metrics or Metrics(), health)
         srv.start()
         started.append(srv)
@@ -77,8 +83,9 @@ def serve() -> Iterator[Callable[..., HealthServer]]:
         ({"status": "ok"}, 200),
     ],
 )
-def test_healthz_status_code_and_json(serve: Callable[..., HealthServer], body: dict[str, Any],
-                                      code: int) -> None:
+def test_healthz_status_code_and_json(
+    serve: Callable[..., HealthServer], body: dict[str, Any], code: int
+) -> None:
     srv = serve(lambda: body)
     status, headers, raw = fetch(srv.port, "/healthz")
     assert (status, headers["Content-Type"]) == (code, "application/json")
@@ -141,8 +148,10 @@ def test_metrics_parse_and_show_recorded_series(serve: Callable[..., HealthServe
     assert samples[("edgewatch_stage_seconds_sum", lab)] == pytest.approx(0.39)
     # the endpoint renders live: a later increment shows on the next scrape
     m.inc("edgewatch_frames_total", 1, source="lobby", stage="detect")
-    assert b'edgewatch_frames_total{source="lobby",stage="detect"} 41\n' in fetch(
-        srv.port, "/metrics")[2]
+    assert (
+        b'edgewatch_frames_total{source="lobby",stage="detect"} 41\n'
+        in fetch(srv.port, "/metrics")[2]
+    )
 
 
 @pytest.mark.parametrize(
@@ -157,8 +166,9 @@ def test_metrics_parse_and_show_recorded_series(serve: Callable[..., HealthServe
         ("DELETE", "/metrics", 405, "text/plain; charset=utf-8"),
     ],
 )
-def test_routes(serve: Callable[..., HealthServer], method: str, path: str, code: int,
-                ctype: str) -> None:
+def test_routes(
+    serve: Callable[..., HealthServer], method: str, path: str, code: int, ctype: str
+) -> None:
     srv = serve(lambda: {"status": "ok"})
     status, headers, raw = fetch(srv.port, path, method)
     assert (status, headers["Content-Type"]) == (code, ctype)
@@ -168,10 +178,12 @@ def test_routes(serve: Callable[..., HealthServer], method: str, path: str, code
         assert b'href="/healthz"' in raw and b'href="/metrics"' in raw
 
 
-@pytest.mark.parametrize(("path", "code"), [("/healthz", 503), ("/metrics", 200), ("/", 200),
-                                            ("/x", 404)])
-def test_head_has_headers_and_no_body(serve: Callable[..., HealthServer], path: str,
-                                      code: int) -> None:
+@pytest.mark.parametrize(
+    ("path", "code"), [("/healthz", 503), ("/metrics", 200), ("/", 200), ("/x", 404)]
+)
+def test_head_has_headers_and_no_body(
+    serve: Callable[..., HealthServer], path: str, code: int
+) -> None:
     m = Metrics()
     m.inc("edgewatch_frames_total", source="a")
     srv = serve(lambda: report("degraded"), m)
@@ -206,7 +218,7 @@ def test_address_in_use_names_health_listen() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         srv = HealthServer(HealthConfig(listen=f"127.0.0.1:{port}"), Metrics(), dict)
-        with pytest.raises(ConfigError, match="health.listen") as err:
+        with pytest.raises(ConfigError, match=r"health\.listen") as err:
             srv.start()
         assert "in use" in str(err.value)
         assert err.value.problems[0][0] == "health.listen"
@@ -217,14 +229,14 @@ def test_address_in_use_names_health_listen() -> None:
 def test_second_server_on_same_port_fails(serve: Callable[..., HealthServer]) -> None:
     first = serve(lambda: {"status": "ok"})
     second = HealthServer(HealthConfig(listen=f"127.0.0.1:{first.port}"), Metrics(), dict)
-    with pytest.raises(ConfigError, match="health.listen"):
+    with pytest.raises(ConfigError, match=r"health\.listen"):
         second.start()
     assert fetch(first.port, "/healthz")[0] == 200
 
 
 def test_address_not_on_this_host() -> None:
     srv = HealthServer(HealthConfig(listen="192.0.2.1:0"), Metrics(), dict)  # TEST-NET-1
-    with pytest.raises(ConfigError, match="health.listen"):
+    with pytest.raises(ConfigError, match=r"health\.listen"):
         srv.start()
 
 
@@ -240,8 +252,9 @@ def test_stop_is_quick_and_releases_the_port() -> None:
     with pytest.raises(ConnectionRefusedError):
         fetch(port, "/healthz")
     srv.stop()  # idempotent
-    again = HealthServer(HealthConfig(listen=f"127.0.0.1:{port}"), Metrics(),
-                         lambda: {"status": "degraded"})
+    again = HealthServer(
+        HealthConfig(listen=f"127.0.0.1:{port}"), Metrics(), lambda: {"status": "degraded"}
+    )
     with again:
         assert again.port == port
         assert fetch(port, "/healthz")[0] == 503
@@ -261,22 +274,24 @@ def test_server_thread_is_named_daemon(serve: Callable[..., HealthServer]) -> No
     assert t.daemon
 
 
-def test_request_lines_not_logged_at_info(serve: Callable[..., HealthServer],
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_request_lines_not_logged_at_info(
+    serve: Callable[..., HealthServer], caplog: pytest.LogCaptureFixture
+) -> None:
     srv = serve(lambda: {"status": "ok"})
     with caplog.at_level("INFO", logger="edgewatch.health"):
         fetch(srv.port, "/healthz")
         fetch(srv.port, "/nope")
-    assert [r for r in caplog.records if "/healthz" in r.getMessage() or "/nope" in
-            r.getMessage()] == []
+    assert [
+        r for r in caplog.records if "/healthz" in r.getMessage() or "/nope" in r.getMessage()
+    ] == []
     with caplog.at_level("DEBUG", logger="edgewatch.health"):
         fetch(srv.port, "/metrics")
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline and not any(
-                "GET /metrics" in r.getMessage() for r in caplog.records):
+            "GET /metrics" in r.getMessage() for r in caplog.records
+        ):
             time.sleep(0.01)
-    assert any("GET /metrics" in r.getMessage() and r.levelname == "DEBUG"
-               for r in caplog.records)
+    assert any("GET /metrics" in r.getMessage() and r.levelname == "DEBUG" for r in caplog.records)
 
 
 def _ipv6_loopback() -> bool:
@@ -322,7 +337,39 @@ def test_parse_listen(listen: str, expected: tuple[str, int] | type[Exception]) 
     if isinstance(expected, tuple):
         assert parse_listen(listen) == expected
     else:
-        with pytest.raises(expected, match="health.listen"):
+        with pytest.raises(expected, match=r"health\.listen"):
             parse_listen(listen)
-        with pytest.raises(expected, match="health.listen"):
-            HealthServer(HealthConfig(listen=listen), Metrics(), dict)
+        with pytest.raises(ValidationError, match="cannot listen on"):
+            HealthConfig(listen=listen)
+        # a config built without validation still fails before binding
+        with pytest.raises(expected, match=r"health\.listen"):
+            HealthServer(HealthConfig.model_construct(listen=listen), Metrics(), dict)
+        assert parse_listen(HealthConfig.model_validate({}).listen) == ("127.0.0.1", 9108)
+
+
+def test_bad_listen_in_yaml_names_file_line_and_key(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    text = (
+        "sources:\n  - {id: cam, uri: 'rtsp://cam/1'}\n"
+        f"detector: {{model: '{model}'}}\n"
+        "health:\n  listen: '9108'\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, name="p.yaml")
+    assert str(err.value) == (
+        "p.yaml:5 health.listen: cannot listen on '9108': expected host:port, e.g. "
+        "127.0.0.1:9108 (0.0.0.0:9108 for all interfaces)"
+    )
+
+
+def test_concurrent_scrapes(serve: Callable[..., HealthServer]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = Metrics()
+    m.inc("edgewatch_frames_total", 5, source="a")
+    srv = serve(lambda: report("ok"), m)
+    paths = ["/healthz", "/metrics"] * 20
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda p: fetch(srv.port, p)[0], paths))
+    assert got == [200] * len(paths)

@@ -26,8 +26,9 @@ NAME = "edgewatch_frames_total"
         ([(4.0, {})], {"source": "a"}, 0.0),
     ],
 )
-def test_inc_counter(incs: list[tuple[float, dict[str, object]]], labels: dict[str, object],
-                     expected: float) -> None:
+def test_inc_counter(
+    incs: list[tuple[float, dict[str, object]]], labels: dict[str, object], expected: float
+) -> None:
     m = Metrics()
     for value, lab in incs:
         m.inc(NAME, value, **lab)
@@ -44,16 +45,20 @@ def test_inc_counter(incs: list[tuple[float, dict[str, object]]], labels: dict[s
         ([(math.inf, {})], {}, math.inf),
     ],
 )
-def test_set_gauge(sets: list[tuple[float, dict[str, object]]], labels: dict[str, object],
-                   expected: float | None) -> None:
+def test_set_gauge(
+    sets: list[tuple[float, dict[str, object]]], labels: dict[str, object], expected: float | None
+) -> None:
     m = Metrics()
     for value, lab in sets:
         m.set("edgewatch_fps", value, **lab)
     assert m.gauge("edgewatch_fps", **labels) == expected
 
 
-SERIES = [({"source": "a", "stage": "detect"}, 1.0), ({"source": "a", "stage": "track"}, 2.0),
-          ({"source": "b", "stage": "detect"}, 4.0)]
+SERIES = [
+    ({"source": "a", "stage": "detect"}, 1.0),
+    ({"source": "a", "stage": "track"}, 2.0),
+    ({"source": "b", "stage": "detect"}, 4.0),
+]
 
 
 @pytest.mark.parametrize(
@@ -85,8 +90,9 @@ def test_counter_sum(name: str, labels: dict[str, object], expected: float) -> N
         ([0.0, 10.0, -1.0], [2, 2, 2, 3], 9.0),
     ],
 )
-def test_observe_buckets(values: list[float], expected_cumulative: list[int] | None,
-                         expected_sum: float | None) -> None:
+def test_observe_buckets(
+    values: list[float], expected_cumulative: list[int] | None, expected_sum: float | None
+) -> None:
     m = Metrics()
     for v in values:
         m.observe("h_seconds", v, buckets=(1.0, 2.0, 3.0), source="a")
@@ -94,7 +100,9 @@ def test_observe_buckets(values: list[float], expected_cumulative: list[int] | N
     if expected_cumulative is None:
         assert "h_seconds_bucket" not in snap
         return
-    got = [snap["h_seconds_bucket"][(("le", le), ("source", "a"))] for le in ("1", "2", "3", "+Inf")]
+    got = [
+        snap["h_seconds_bucket"][(("le", le), ("source", "a"))] for le in ("1", "2", "3", "+Inf")
+    ]
     assert got == expected_cumulative
     assert snap["h_seconds_sum"][(("source", "a"),)] == expected_sum
     assert snap["h_seconds_count"][(("source", "a"),)] == len(values)
@@ -209,12 +217,25 @@ def test_render_parses_with_prometheus_client() -> None:
     assert fps == {"a": math.inf, "b": 0.25}
     hist = families["edgewatch_latency_seconds"].samples
     buckets = [(s.labels["le"], s.value) for s in hist if s.name.endswith("_bucket")]
-    assert buckets == [("0.005", 1), ("0.01", 1), ("0.025", 1), ("0.05", 1), ("0.1", 1),
-                       ("0.25", 3), ("0.5", 3), ("1", 3), ("2.5", 3), ("5", 3), ("10", 3),
-                       ("+Inf", 4)]
+    assert buckets == [
+        ("0.005", 1),
+        ("0.01", 1),
+        ("0.025", 1),
+        ("0.05", 1),
+        ("0.1", 1),
+        ("0.25", 3),
+        ("0.5", 3),
+        ("1", 3),
+        ("2.5", 3),
+        ("5", 3),
+        ("10", 3),
+        ("+Inf", 4),
+    ]
     tail = {s.name: s.value for s in hist if not s.name.endswith("_bucket")}
-    assert tail == {"edgewatch_latency_seconds_sum": pytest.approx(20.403),
-                    "edgewatch_latency_seconds_count": 4}
+    assert tail == {
+        "edgewatch_latency_seconds_sum": pytest.approx(20.403),
+        "edgewatch_latency_seconds_count": 4,
+    }
 
 
 def test_empty_render_is_valid() -> None:

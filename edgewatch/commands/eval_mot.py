@@ -26,19 +26,35 @@ from edgewatch.trackers.mot import (
 )
 
 _COLUMNS = (
-    ("HOTA", "HOTA", 100.0), ("DetA", "DetA", 100.0), ("AssA", "AssA", 100.0),
-    ("MOTA", "mota", 100.0), ("IDF1", "idf1", 100.0), ("IDs", "num_switches", 1.0),
+    ("HOTA", "HOTA", 100.0),
+    ("DetA", "DetA", 100.0),
+    ("AssA", "AssA", 100.0),
+    ("MOTA", "mota", 100.0),
+    ("IDF1", "idf1", 100.0),
+    ("IDs", "num_switches", 1.0),
     ("Frag", "num_fragmentations", 1.0),
 )
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("eval-mot", help="run a tracker on MOT-format data and score it", description=__doc__)
+    p = sub.add_parser(
+        "eval-mot", help="run a tracker on MOT-format data and score it", description=__doc__
+    )
     p.add_argument("dir", type=Path, help="a MOT sequence folder, or a folder of them")
-    p.add_argument("--tracker", default="bytetrack", help="bytetrack | botsort | none | CONFIG.yaml")
-    p.add_argument("--out", type=Path, default=Path("out/mot"), help="folder for <sequence>.txt results")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a tracker option, e.g. --set track_buffer=60")
+    p.add_argument(
+        "--tracker", default="bytetrack", help="bytetrack | botsort | none | CONFIG.yaml"
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("out/mot"), help="folder for <sequence>.txt results"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tracker option, e.g. --set track_buffer=60",
+    )
     p.add_argument("--no-images", action="store_true", help="do not read img1/ (no GMC or ReID)")
     p.set_defaults(func=main)
 
@@ -56,7 +72,9 @@ def _row(name: str, scores: dict[str, float] | None, ms: float) -> str:
 def main(args: argparse.Namespace) -> int:
     cfg = load_tracker_config(args.tracker, args.overrides)
     seqs = find_sequences(args.dir)
-    print(f"{'sequence':24s} " + " ".join(f"{c:>7s}" for c, _, _ in _COLUMNS) + f" {'ms/frame':>8s}")
+    print(
+        f"{'sequence':24s} " + " ".join(f"{c:>7s}" for c, _, _ in _COLUMNS) + f" {'ms/frame':>8s}"
+    )
     all_gt, all_res, total_ms, total_frames, offset, id_offset = [], [], 0.0, 0, 0, 0
     for path in seqs:
         seq = read_sequence(path)

@@ -10,29 +10,62 @@ running config:
   'b.onnx'): ...``). The runner logs them and keeps the old config for those
   parts (or restarts those stages).
 
-Live without restart: sources, ``log`` and ``shutdown_timeout``, and the
-detector's post-processing options in :data:`DETECTOR_LIVE_FIELDS`
-(thresholds, class filter, ``max_det``, mask format; ``warmup`` only matters
-at start). Everything else in ``detector``, and any change to ``tracker``,
-``labeler``, ``sinks`` or ``health``, is a blocker. A model file overwritten
-in place under the same path is not a config change and is not detected.
+Only ``sources`` are applied live. Every other change is a blocker, with a
+reason: detector options in :data:`DETECTOR_SESSION_FIELDS` need a model
+reload, its post-processing options (``conf``, ``iou``, ``classes``, ...) are
+kept by the running detector, and any change to ``tracker``, ``labeler``,
+``sinks``, ``health``, ``log`` or ``shutdown_timeout`` is kept until a
+restart. ``detector.warmup`` has no effect once running and is ignored. A
+model file overwritten in place under the same path is not a config change
+and is not detected.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from pydantic import BaseModel
 
-from edgewatch.config import PipelineConfig, SourceConfig
+from edgewatch.config import (
+    DetectorConfig,
+    LabelerConfig,
+    PipelineConfig,
+    SinkConfig,
+    SourceConfig,
+    TrackerConfig,
+)
 from edgewatch.secrets import mask
 
-DETECTOR_LIVE_FIELDS: frozenset[str] = frozenset(
-    {"conf", "iou", "classes", "agnostic_nms", "max_det", "mask_format", "warmup"}
+DETECTOR_SESSION_FIELDS: frozenset[str] = frozenset(
+    {
+        "model",
+        "task",
+        "names",
+        "imgsz",
+        "batch",
+        "device",
+        "intra_op_num_threads",
+        "half",
+        "trt_cache_dir",
+    }
 )
-"""Detector options that only affect post-processing; a reload may change them live."""
+"""Detector options baked into the ONNX Runtime session: changing one means reloading the model."""
+
+DETECTOR_START_ONLY_FIELDS: frozenset[str] = frozenset({"warmup"})
+"""Detector options with no effect once running; a reload ignores their changes."""
+
+_REASONS = MappingProxyType(
+    {
+        "health": "the health server keeps its address until a restart",
+        "log": "logging keeps its setup until a restart",
+        "shutdown_timeout": "the running pipeline keeps its drain deadline until a restart",
+    }
+)
 
 _MAX_VALUE_CHARS = 60
 
@@ -80,32 +113,54 @@ def changed_fields(old: BaseModel, new: BaseModel) -> list[str]:
 
 
 def reload_blockers(old: PipelineConfig, new: PipelineConfig) -> list[str]:
-    """One line per change that a live reload cannot apply; empty when all can be.
+    """One line per change that a live reload does not apply; empty when there is none.
 
-    Lines name the YAML path (``detector.imgsz``, ``tracker.type``,
-    ``sinks[1]``, ``health.listen``) and say why; secrets are masked.
+    Every field of :class:`PipelineConfig` except ``sources`` is compared (a
+    field added to the config later is covered too). Lines name the YAML path
+    (``detector.imgsz``, ``tracker.type``, ``sinks[1]``, ``health.listen``),
+    show old and new value and say why; secrets are masked.
     """
-    lines = _detector_blockers(old, new) + _tracker_blockers(old, new)
-    lines += _labeler_blockers(old, new) + _sink_blockers(old, new)
-    if old.health != new.health:
-        lines.append(
-            f"health changed ({_show(old.health)} -> {_show(new.health)}): "
-            "the health server keeps its address until a restart"
-        )
+    lines: list[str] = []
+    for name in PipelineConfig.model_fields:
+        if name == "sources":
+            continue
+        a, b = getattr(old, name), getattr(new, name)
+        if a == b:
+            continue
+        special = _SECTIONS.get(name)
+        if special is not None:
+            lines += special(a, b)
+        else:
+            lines += _generic(name, a, b, _REASONS.get(name, "kept until a restart"))
     return [mask(line) for line in lines]
 
 
-def _detector_blockers(old: PipelineConfig, new: PipelineConfig) -> list[str]:
-    return [
-        f"detector.{name} changed ({_show(getattr(old.detector, name))} -> "
-        f"{_show(getattr(new.detector, name))}): the detector model must be reloaded"
-        for name in changed_fields(old.detector, new.detector)
-        if name not in DETECTOR_LIVE_FIELDS
-    ]
+def _generic(path: str, a: object, b: object, reason: str) -> list[str]:
+    """``path.field changed (a -> b): reason`` per differing field, or one line for the whole."""
+    if isinstance(a, BaseModel) and type(a) is type(b):
+        assert isinstance(b, BaseModel)
+        return [
+            f"{path}.{n} changed ({_show(getattr(a, n))} -> {_show(getattr(b, n))}): {reason}"
+            for n in changed_fields(a, b)
+        ]
+    return [f"{path} changed ({_show(a)} -> {_show(b)}): {reason}"]
 
 
-def _tracker_blockers(old: PipelineConfig, new: PipelineConfig) -> list[str]:
-    a, b = old.tracker, new.tracker
+def _detector_blockers(a: DetectorConfig, b: DetectorConfig) -> list[str]:
+    lines = []
+    for name in changed_fields(a, b):
+        if name in DETECTOR_START_ONLY_FIELDS:
+            continue
+        reason = (
+            "the detector model must be reloaded"
+            if name in DETECTOR_SESSION_FIELDS
+            else "the running detector keeps its post-processing options until a restart"
+        )
+        lines += _generic(f"detector.{name}", getattr(a, name), getattr(b, name), reason)
+    return lines
+
+
+def _tracker_blockers(a: TrackerConfig, b: TrackerConfig) -> list[str]:
     if a.type != b.type:
         return [
             f"tracker.type changed ({a.type} -> {b.type}): "
@@ -118,8 +173,7 @@ def _tracker_blockers(old: PipelineConfig, new: PipelineConfig) -> list[str]:
     ]
 
 
-def _labeler_blockers(old: PipelineConfig, new: PipelineConfig) -> list[str]:
-    a, b = old.labeler, new.labeler
+def _labeler_blockers(a: LabelerConfig | None, b: LabelerConfig | None) -> list[str]:
     if a is None and b is None:
         return []
     if a is None:
@@ -133,11 +187,11 @@ def _labeler_blockers(old: PipelineConfig, new: PipelineConfig) -> list[str]:
     ]
 
 
-def _sink_blockers(old: PipelineConfig, new: PipelineConfig) -> list[str]:
+def _sink_blockers(old: list[SinkConfig], new: list[SinkConfig]) -> list[str]:
     lines: list[str] = []
-    for i in range(max(len(old.sinks), len(new.sinks))):
-        a = old.sinks[i] if i < len(old.sinks) else None
-        b = new.sinks[i] if i < len(new.sinks) else None
+    for i in range(max(len(old), len(new))):
+        a = old[i] if i < len(old) else None
+        b = new[i] if i < len(new) else None
         if a == b:
             continue
         if a is None and b is not None:
@@ -152,6 +206,16 @@ def _sink_blockers(old: PipelineConfig, new: PipelineConfig) -> list[str]:
     return lines
 
 
+_SECTIONS: MappingProxyType[str, Callable[[Any, Any], list[str]]] = MappingProxyType(
+    {
+        "detector": _detector_blockers,
+        "tracker": _tracker_blockers,
+        "labeler": _labeler_blockers,
+        "sinks": _sink_blockers,
+    }
+)
+
+
 def _show(value: object) -> str:
     """A short, readable rendering of a config value for a log line."""
     if isinstance(value, enum.Enum):
@@ -159,7 +223,7 @@ def _show(value: object) -> str:
     elif isinstance(value, Path):
         text = repr(str(value))
     elif isinstance(value, BaseModel):
-        text = repr(value.model_dump(mode="json", exclude_defaults=True))
+        text = repr(value.model_dump(mode="json"))
     else:
         text = repr(value)
     return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."

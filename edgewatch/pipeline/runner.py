@@ -120,6 +120,7 @@ class Pipeline:
             BoundedQueue(16, Policy.BLOCK)
         )
         self._fatal = ""
+        self._rr = 0
         self._started_at = 0.0
         self._elapsed = 0.0
         self._detector = None
@@ -134,11 +135,16 @@ class Pipeline:
         """Load models, open sinks, start every thread. Raises on a bad model/sink."""
         from edgewatch.pipeline.models.yolo import YoloDetector
 
-        # Sinks first: a ZeroMQ bind is up while the models load, so subscribers
+        if self.cfg.health is not None:
+            from edgewatch.health import HealthServer
+
+            self._health = HealthServer(self.cfg.health, self.metrics, self.health)
+            self._health.start()  # a port in use fails here, before anything else
+        # Sinks next: a ZeroMQ bind is up while the models load, so subscribers
         # are connected before the first frame. Files open lazily on first write,
         # so a model that fails to load leaves nothing behind.
-        self._start_sinks()
         try:
+            self._start_sinks()
             self._detector = YoloDetector(self.cfg.detector, self.metrics)
             self._detector.load()
             if self.cfg.labeler is not None:
@@ -148,12 +154,9 @@ class Pipeline:
                 self._labeler.start()
         except BaseException:
             self._stop_sinks(time.monotonic() + 2.0)
+            if self._health is not None:
+                self._health.stop()
             raise
-        if self.cfg.health is not None:
-            from edgewatch.health import HealthServer
-
-            self._health = HealthServer(self.cfg.health, self.metrics, self.health)
-            self._health.start()
         self._started_at = time.monotonic()
         for scfg in self.cfg.sources:
             self._start_source(scfg)
@@ -330,6 +333,12 @@ class Pipeline:
         while not self._hard_stop.is_set():
             with self._sources_lock:
                 runs = list(self._sources.values())
+            # Start the round-robin one source further each call, so that with a
+            # detector slower than the cameras every source gets its turn.
+            if runs:
+                k = self._rr % len(runs)
+                runs = runs[k:] + runs[:k]
+                self._rr += 1
             batch: list[Frame] = []
             progress = True
             while len(batch) < max_batch and progress:

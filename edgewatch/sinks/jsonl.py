@@ -42,7 +42,8 @@ class LineFile:
 
     def open(self) -> None:
         """Create parent folders and open the file."""
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if self._append else os.O_TRUNC)
+        mode = os.O_RDWR | os.O_APPEND if self._append else os.O_WRONLY | os.O_TRUNC
+        flags = os.O_CREAT | mode
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, flags, 0o644)

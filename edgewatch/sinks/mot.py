@@ -2,10 +2,12 @@
 
 ``frame`` is 1-based (the source's frame index + 1), ``id`` the track id,
 ``x, y`` the top-left corner and ``w, h`` the size of the box in source
-pixels (2 decimals), ``conf`` the detection confidence (4 decimals; 1 when the
-detections carry none). Untracked detections (no or negative track id) are
-not written. One file per source: the path must contain ``{source}`` when
-several sources write to this sink.
+pixels (2 decimals; 0-based coordinates as ByteTrack and Ultralytics write
+them, not the 1-based convention of the MOT ground-truth files), ``conf``
+the detection confidence (4 decimals; 1 when the detections carry none).
+Untracked detections (no or negative track id) are not written. One file
+per source: the path must contain ``{source}`` when several sources write to
+this sink.
 """
 
 from __future__ import annotations
@@ -41,9 +43,8 @@ def mot_lines(frame_number: int, detections: sv.Detections) -> list[str]:
             continue
         x1, y1, x2, y2 = (float(v) for v in detections.xyxy[i])
         conf = 1.0 if detections.confidence is None else float(detections.confidence[i])
-        lines.append(
-            f"{frame_number},{tid},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{conf:.4f},-1,-1,-1"
-        )
+        box = f"{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f}"
+        lines.append(f"{frame_number},{tid},{box},{conf:.4f},-1,-1,-1")
     return lines
 
 

@@ -109,7 +109,8 @@ class _Writer:
         self.path = path
         fps = cfg.fps or frame.fps or DEFAULT_FPS
         if not (cfg.fps or frame.fps):
-            log.warning("%s: source %s has no frame rate, writing %g fps", path, frame.source_id, fps)
+            log.warning("%s: source %s has no frame rate, writing %g fps",
+                        path, frame.source_id, fps)
         self.size = even_size(frame.width, frame.height)
         try:
             codec = av.Codec(cfg.codec, "w")
@@ -132,6 +133,8 @@ class _Writer:
     def _add_stream(self, codec: av.Codec, fps: float, cfg: VideoSinkConfig) -> av.VideoStream:
         options = {"crf": str(cfg.crf), "preset": "veryfast"} if codec.name in _X26X else {}
         stream = self.container.add_stream(codec.name, rate=fps_fraction(fps), options=options)
+        if not isinstance(stream, av.VideoStream):
+            raise SinkError(f"{codec.name} is not a video encoder")
         stream.width, stream.height = self.size
         stream.pix_fmt = _pick_pix_fmt(codec)
         return stream

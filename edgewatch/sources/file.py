@@ -15,6 +15,7 @@ that cannot be opened at all raises :class:`~edgewatch.errors.SourceError`.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -46,7 +47,9 @@ def av_reason(exc: BaseException) -> str:
     return str(strerror) if strerror else str(exc)
 
 
-def open_file(path: str, decode_threads: int = 0) -> tuple[av.container.InputContainer, av.video.VideoStream]:
+def open_file(
+    path: str, decode_threads: int = 0
+) -> tuple[av.container.InputContainer, av.video.VideoStream]:
     """Open ``path`` and its first video stream with threaded decoding.
 
     ``decode_threads`` 0 lets FFmpeg choose. Raises :class:`SourceError` when the
@@ -77,6 +80,27 @@ def stream_fps(stream: av.video.VideoStream, fallback: float = DEFAULT_FPS) -> f
     return fallback
 
 
+def expected_total(
+    frames: int, fps: float, limit: float | None, max_frames: int | None, loop: bool
+) -> int:
+    """How many frames a file source will yield; 0 when unknown.
+
+    ``frames`` is the container's count (0 if unknown), ``fps`` the stream rate,
+    ``limit`` the ``fps`` cap, ``max_frames`` the cap on frames.
+
+    >>> expected_total(795, 10.0, None, None, False), expected_total(795, 10.0, 2.5, None, False)
+    (795, 199)
+    >>> expected_total(795, 10.0, None, 100, True), expected_total(0, 10.0, None, None, True)
+    (100, 0)
+    """
+    n = 0 if loop else frames
+    if n and limit and fps > limit:
+        n = math.ceil(n * limit / fps)
+    if max_frames is not None:
+        n = min(n, max_frames) if n else max_frames
+    return n
+
+
 class FileSource(Source):
     """A video file (anything FFmpeg demuxes), optionally paced, looped and rate-limited."""
 
@@ -85,6 +109,8 @@ class FileSource(Source):
     ) -> None:
         super().__init__(cfg, metrics, on_event)
         self.fps = 0.0
+        #: Frames this source will yield (for progress bars); 0 when unknown or looping.
+        self.total_frames = 0
         self.generation = 0
         self.decode_errors = 0
         self.last_decode_ms = 0.0
@@ -93,21 +119,32 @@ class FileSource(Source):
         self._pacer = Pacer()
         self._limiter = RateLimiter(cfg.fps)
         self._errlog = RateLimitedLog(log)
+        self._container: av.container.InputContainer | None = None
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         """Decode the file (and loop it if asked) until its end, ``max_frames`` or ``stop``."""
         first = True
         while not stop.is_set():
             container, stream = open_file(self.cfg.uri, self.cfg.decode_threads)
+            self._container = container
             try:
                 self.fps = stream_fps(stream, self.cfg.fps or DEFAULT_FPS)
                 if first:
-                    self.set_state(SourceState.STREAMING, f"{stream.codec_context.name} {self.fps:g} fps")
-                    self.emit(EventKind.CONNECTED, f"{stream.codec_context.name} {stream.width}x{stream.height}")
+                    self.total_frames = expected_total(
+                        stream.frames, self.fps, self.cfg.fps, self.cfg.max_frames, self.cfg.loop
+                    )
+                    self.set_state(
+                        SourceState.STREAMING, f"{stream.codec_context.name} {self.fps:g} fps"
+                    )
+                    self.emit(
+                        EventKind.CONNECTED,
+                        f"{stream.codec_context.name} {stream.width}x{stream.height}",
+                    )
                     first = False
                 before = self._index
                 yield from self._play(container, stream, stop)
             finally:
+                self._container = None
                 container.close()
             if stop.is_set() or self._done() or not self.cfg.loop or self._index == before:
                 break
@@ -121,11 +158,20 @@ class FileSource(Source):
             self.set_state(SourceState.ENDED, detail)
             self.emit(EventKind.ENDED, detail)
 
+    def close(self) -> None:
+        """Close the file if :meth:`frames` was abandoned before its end (same thread)."""
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
+
     def _done(self) -> bool:
         return self.cfg.max_frames is not None and self._emitted >= self.cfg.max_frames
 
     def _play(
-        self, container: av.container.InputContainer, stream: av.video.VideoStream, stop: threading.Event
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.VideoStream,
+        stop: threading.Event,
     ) -> Iterator[Frame]:
         time_base: Fraction | None = stream.time_base
         pass_index = 0
@@ -144,15 +190,25 @@ class FileSource(Source):
             image = vframe.to_ndarray(format="bgr24")
             decode_s += time.perf_counter() - t0
             self.last_decode_ms = decode_s * 1000.0
-            self.metrics.observe("edgewatch_stage_seconds", decode_s, source=self.id, stage="decode")
-            self.metrics.inc("edgewatch_frames_total", source=self.id, stage="source")
-            yield Frame(self.id, index, pts, time.time(), image, self.generation, self.fps)
+            yield Frame(
+                self.id,
+                index,
+                pts,
+                time.time(),
+                image,
+                self.generation,
+                self.fps,
+                self.last_decode_ms,
+            )
             self._emitted += 1
             if self._done() or stop.is_set():
                 return
 
     def _decode(
-        self, container: av.container.InputContainer, stream: av.video.VideoStream, stop: threading.Event
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.VideoStream,
+        stop: threading.Event,
     ) -> Iterator[tuple[av.VideoFrame, float]]:
         """Yield ``(frame, seconds spent demuxing and decoding it)``, skipping bad data."""
         packets = container.demux(stream)
@@ -168,8 +224,12 @@ class FileSource(Source):
                 consecutive += 1
                 self._decode_error("demux", exc)
                 if consecutive >= MAX_CONSECUTIVE_ERRORS:
-                    log.error("source %s: %d demux errors in a row, giving up the rest of %r",
-                              self.id, consecutive, self.cfg.uri)
+                    log.error(
+                        "source %s: %d demux errors in a row, giving up the rest of %r",
+                        self.id,
+                        consecutive,
+                        self.cfg.uri,
+                    )
                     return
                 packets = container.demux(stream)  # resume after the bad data
                 continue
@@ -193,5 +253,11 @@ class FileSource(Source):
         self.decode_errors += 1
         self.metrics.inc("edgewatch_decode_errors_total", source=self.id)
         reason = av_reason(exc) if isinstance(exc, BaseException) else exc
-        self._errlog.warning("source %s: %s error in %r: %s (%d so far)",
-                             self.id, where, self.cfg.uri, reason, self.decode_errors)
+        self._errlog.warning(
+            "source %s: %s error in %r: %s (%d so far)",
+            self.id,
+            where,
+            self.cfg.uri,
+            reason,
+            self.decode_errors,
+        )

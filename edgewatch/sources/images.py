@@ -77,6 +77,8 @@ class ImageSource(Source):
     ) -> None:
         super().__init__(cfg, metrics, on_event)
         self.fps = cfg.fps or DEFAULT_FPS
+        #: Images this source will yield at most (for progress bars); 0 when looping.
+        self.total_frames = 0
         self.generation = 0
         self.decode_errors = 0
         self._errlog = RateLimitedLog(log)
@@ -85,31 +87,44 @@ class ImageSource(Source):
         """Read the images in natural order until the end, ``max_frames`` or ``stop``."""
         paths = list_images(self.cfg.uri)
         if not paths:
-            raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {self.cfg.uri!r}")
+            raise SourceError(
+                f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {self.cfg.uri!r}"
+            )
+        limit = self.cfg.max_frames
+        total = 0 if self.cfg.loop else len(paths)
+        self.total_frames = min(total, limit) if (total and limit) else (total or limit or 0)
         self.set_state(SourceState.STREAMING, f"{len(paths)} images")
         self.emit(EventKind.CONNECTED, f"{len(paths)} images")
         emitted = 0
         index = 0
         pacer = Pacer()
-        limit = self.cfg.max_frames
         while not stop.is_set():
             good = 0
             for n, path in enumerate(paths):
                 if stop.is_set() or (limit is not None and emitted >= limit):
                     break
                 frame_no, index = index, index + 1
+                t0 = time.perf_counter()
                 image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
                 if image is None or image.size == 0:
                     self._bad(path)
                     continue
+                image = to_bgr8(image)
+                decode_ms = (time.perf_counter() - t0) * 1000.0
                 pts = n / self.fps
                 if self.cfg.paced and not pacer.wait(pts, stop):
                     break
                 good += 1
-                self.metrics.inc("edgewatch_frames_total", source=self.id, stage="source")
-                yield Frame(self.id, frame_no, pts, time.time(), to_bgr8(image), self.generation, self.fps)
+                yield Frame(
+                    self.id, frame_no, pts, time.time(), image, self.generation, self.fps, decode_ms
+                )
                 emitted += 1
-            if stop.is_set() or not self.cfg.loop or good == 0 or (limit is not None and emitted >= limit):
+            if (
+                stop.is_set()
+                or not self.cfg.loop
+                or good == 0
+                or (limit is not None and emitted >= limit)
+            ):
                 break
             self.generation += 1
             pacer.reset()
@@ -126,5 +141,9 @@ class ImageSource(Source):
     def _bad(self, path: str) -> None:
         self.decode_errors += 1
         self.metrics.inc("edgewatch_decode_errors_total", source=self.id)
-        self._errlog.warning("source %s: cannot read image %r, skipped (%d so far)",
-                             self.id, path, self.decode_errors)
+        self._errlog.warning(
+            "source %s: cannot read image %r, skipped (%d so far)",
+            self.id,
+            path,
+            self.decode_errors,
+        )

@@ -10,9 +10,10 @@ while the worker is blocked on the network or sleeping in backoff; the worker
 itself leaves within the read timeout and :meth:`close` joins it.
 
 States (``set_state``): CONNECTING -> STREAMING; on failure FAILED (the reason)
-then BACKOFF (reason and next retry); STOPPED when stopped. Events: CONNECTED on
-the first frame, LOST when a stream that delivered frames fails, RECONNECTED on
-the first frame after that. Frame ``index`` keeps counting across reconnects,
+then BACKOFF (reason and next retry); STOPPED when stopped; ENDED after
+``max_frames``. Events: CONNECTED on the first frame, FAILED when the very first
+attempt fails (once), LOST when a stream that delivered frames fails,
+RECONNECTED on the first frame after that. Frame ``index`` keeps counting across reconnects,
 ``generation`` grows by one at each reconnect, ``pts`` is stream time in seconds
 (it restarts with each connection) and ``wall_time`` the Unix capture time.
 Every detail, event, log line and error message has passwords masked.
@@ -25,7 +26,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -72,11 +73,12 @@ class Session(abc.ABC):
     description: str = ""
 
     @abc.abstractmethod
-    def read(self, halted: threading.Event) -> Iterator[tuple[np.ndarray, float | None]]:
-        """Yield ``(BGR uint8 image, pts seconds or None)`` until the stream ends.
+    def read(self, stopping: Callable[[], bool]) -> Iterator[tuple[np.ndarray, float, float]]:
+        """Yield ``(BGR uint8 image, pts seconds, decode milliseconds)`` until the stream ends.
 
-        Raises :class:`SourceError` on failure; must return within the read
-        timeout once ``halted`` is set.
+        Raises :class:`SourceError` on failure (:class:`SourceStalledError` when no
+        frame came for ``stall_timeout`` s); returns within the read timeout once
+        ``stopping()`` is true.
         """
 
     @abc.abstractmethod
@@ -128,7 +130,9 @@ class LiveSource(Source):
         self._worker = threading.Thread(target=self._run, name=f"source-{self.id}", daemon=True)
         self._worker.start()
         try:
-            while not stop.is_set() and not self._halted.is_set():
+            while not self._halted.is_set():
+                if stop.is_set():
+                    break
                 try:
                     item = self._handoff.get(timeout=POLL_S)
                 except queue.Empty:
@@ -150,8 +154,11 @@ class LiveSource(Source):
         if worker is not None and worker is not threading.current_thread():
             worker.join(self.join_timeout)
             if worker.is_alive():
-                log.warning("source %s: worker still blocked after %.1f s; left to finish",
-                            self.id, self.join_timeout)
+                log.warning(
+                    "source %s: worker still blocked after %.1f s; left to finish",
+                    self.id,
+                    self.join_timeout,
+                )
 
     # ------------------------------------------------------------------ worker side
 
@@ -170,29 +177,24 @@ class LiveSource(Source):
 
     def _run(self) -> None:
         backoff = Backoff(self.cfg.reconnect)
-        ever_streamed = False
         lost_at: float | None = None
+        ever_streamed = False
         try:
             while not self._stopping():
                 self.set_state(SourceState.CONNECTING, f"connecting to {self.masked_uri}")
-                try:
-                    got = yield_frames = self._session(backoff, ever_streamed, lost_at)
-                except SourceError as exc:
-                    got = False
-                    yield_frames = None
-                    error = exc
-                else:
-                    if self._stopping() or self._limit_reached():
-                        break
-                    error = SourceEndedError(f"stream ended by the server ({self.masked_uri})")
-                del yield_frames
-                got = got or self._streamed_this_session
-                if got:
-                    ever_streamed, lost_at = True, time.monotonic()
+                streamed, error = self._attempt(backoff, ever_streamed, lost_at)
                 if self._stopping():
                     break
-                self._fail(error, backoff, lost=got)
-                if self._sleep(self._delay):
+                if error is None:  # max_frames reached
+                    detail = f"max_frames={self.cfg.max_frames} reached"
+                    self.set_state(SourceState.ENDED, detail)
+                    self.emit(EventKind.ENDED, detail)
+                    break
+                first_failure = not ever_streamed and backoff.failures == 0
+                if streamed:
+                    ever_streamed, lost_at = True, time.monotonic()
+                delay = self._fail(error, backoff, lost=streamed, first=first_failure)
+                if self._sleep(delay):
                     break
                 self.reconnects += 1
                 self.metrics.inc("edgewatch_reconnects_total", source=self.id)
@@ -200,56 +202,51 @@ class LiveSource(Source):
             log.exception("source %s: worker crashed", self.id)
             self._put(SourceError(f"source {self.id}: worker crashed: {mask(str(exc))}"))
         finally:
+            if self._stopping():
+                self.set_state(SourceState.STOPPED, "stopped")
             self._put(_End())
-
-    _streamed_this_session = False
-    _delay = 0.0
 
     def _limit_reached(self) -> bool:
         return self.cfg.max_frames is not None and self._emitted >= self.cfg.max_frames
 
-    def _session(self, backoff: Backoff, ever_streamed: bool, lost_at: float | None) -> bool:
-        """Open, stream until failure; True if frames flowed. Raises SourceError."""
-        self._streamed_this_session = False
-        session = self.connect()
+    def _attempt(
+        self, backoff: Backoff, ever_streamed: bool, lost_at: float | None
+    ) -> tuple[bool, SourceError | None]:
+        """Open one session and stream until it fails, ends or we stop.
+
+        Returns ``(frames flowed, the failure)``; the failure is None when we
+        stopped or reached ``max_frames``.
+        """
+        try:
+            session = self.connect()
+        except SourceError as exc:
+            return False, exc
+        streamed = False
         limiter = RateLimiter(self.cfg.fps)
         try:
-            for image, pts in self._watch(session):
-                if not self._streamed_this_session:
-                    self._streamed_this_session = True
+            for image, pts, decode_ms in session.read(self._stopping):
+                if not streamed:
+                    streamed = True
                     backoff.reset()
                     self._on_first_frame(session, ever_streamed, lost_at)
                 index = self._index
                 self._index += 1
-                t = pts if pts is not None else time.monotonic()
-                if not limiter.keep(t):
+                if not limiter.keep(pts):
                     continue
-                self.metrics.inc("edgewatch_frames_total", source=self.id, stage="source")
-                self._put(Frame(self.id, index, pts if pts is not None else 0.0, time.time(),
-                                image, self.generation, self.fps))
+                frame = Frame(
+                    self.id, index, pts, time.time(), image, self.generation, self.fps, decode_ms
+                )
+                self._put(frame)
                 self._emitted += 1
                 if self._limit_reached() or self._stopping():
-                    break
+                    return streamed, None
+            if self._stopping():
+                return streamed, None
+            return streamed, SourceEndedError(f"stream ended by the server ({self.masked_uri})")
+        except SourceError as exc:
+            return streamed, exc
         finally:
             session.close()
-        return self._streamed_this_session
-
-    def _watch(self, session: Session) -> Iterator[tuple[np.ndarray, float | None]]:
-        """Pass frames through, failing the session when none came for ``stall_timeout`` s."""
-        stall = self.cfg.stall_timeout
-        last = time.monotonic()
-        for item in session.read(self._halted_or_stopped):
-            now = time.monotonic()
-            last = now
-            yield item
-        if not self._stopping() and time.monotonic() - last > stall:
-            raise SourceStalledError(f"stalled: no frame for {stall:g} s from {self.masked_uri}")
-
-    @property
-    def _halted_or_stopped(self) -> threading.Event:
-        if self._user_stop is not None and self._user_stop.is_set():
-            self._halted.set()
-        return self._halted
 
     def _on_first_frame(self, session: Session, ever_streamed: bool, lost_at: float | None) -> None:
         detail = f"{self.masked_uri} {session.description}".strip()
@@ -261,17 +258,24 @@ class LiveSource(Source):
         down = time.monotonic() - lost_at if lost_at is not None else 0.0
         self.emit(EventKind.RECONNECTED, f"{detail} after {down:.1f} s down")
 
-    def _fail(self, error: SourceError, backoff: Backoff, lost: bool) -> None:
-        """Record a failure: state FAILED, maybe LOST, then BACKOFF with the next delay."""
+    def _fail(self, error: SourceError, backoff: Backoff, lost: bool, first: bool) -> float:
+        """Record a failure: state FAILED, then BACKOFF; returns the delay (s).
+
+        Emits LOST when a stream that delivered frames failed, FAILED when the very
+        first connection attempt failed (once, not on every retry).
+        """
         self.last_error = error
         reason = mask(str(error))
         self.set_state(SourceState.FAILED, reason)
         if lost:
             self.emit(EventKind.LOST, reason)
-        self._delay = backoff.next_delay()
-        retry = f"retry {backoff.failures} in {self._delay:.1f} s"
+        elif first:
+            self.emit(EventKind.FAILED, reason)
+        delay = backoff.next_delay()
+        retry = f"retry {backoff.failures} in {delay:.1f} s"
         log.warning("source %s: %s; %s", self.id, reason, retry)
         self.set_state(SourceState.BACKOFF, f"{reason}; {retry}")
+        return delay
 
     def _put(self, item: Frame | _End | BaseException) -> None:
         """Hand an item to frames(); a full queue drops its oldest frame (never _End)."""

@@ -19,7 +19,9 @@ class PassThrough(Tracker):
     """``type: none``: returns the detections unchanged, with ``tracker_id = None``."""
 
     def update(self, detections: sv.Detections, image: np.ndarray | None = None) -> sv.Detections:
-        out = detections[np.arange(len(detections))]
+        from edgewatch.trackers.bytetrack import select
+
+        out = select(detections, np.arange(len(detections)))
         out.tracker_id = None
         return out
 
@@ -33,7 +35,7 @@ def build_tracker(
     metrics: Metrics | None = None,
     source: str = "",
 ) -> Tracker:
-    """The tracker for one source; ``fps`` (frames per second, <= 0 = unknown) scales ``track_buffer``."""
+    """The tracker for one source; ``fps`` (<= 0: unknown) scales ``track_buffer``."""
     if isinstance(cfg, BotSortConfig):
         from edgewatch.trackers.botsort import BotSort
 

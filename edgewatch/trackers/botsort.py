@@ -11,13 +11,19 @@ Differences from :class:`~edgewatch.trackers.bytetrack.ByteTrack`:
   set to 1 where it exceeds ``1 - appearance_thresh`` or where the IoU is
   below ``proximity_thresh`` (as Ultralytics' ``BOTSORT.get_dists``).
 
-Embeddings come from ``detections.data["embedding"]`` (``(N, D)`` float32,
-L2-normalised; the CLIP labeler or another stage fills it) or, when
-``model`` is a path ending in ``.onnx``, from :class:`~edgewatch.trackers.reid.OnnxReid`
-run on the frame.
+Embeddings come, when ``model`` is a path ending in ``.onnx``, from
+:class:`~edgewatch.trackers.reid.OnnxReid` run on the frame's crops, else
+(``model: auto``) from ``detections.data["embedding"]`` (``(N, D)`` float32,
+L2-normalised, zero rows meaning "none yet"; filled by a stage upstream).
+Without either, a rate-limited warning is logged, the
+``edgewatch_fallbacks_total{stage="reid"}`` counter grows and matching is by
+IoU alone.
 """
 
 from __future__ import annotations
+
+import logging
+import time
 
 import numpy as np
 import supervision as sv
@@ -30,6 +36,10 @@ from edgewatch.trackers.gmc import GMC
 from edgewatch.trackers.reid import OnnxReid
 from edgewatch.trackers.track import Track, TrackBook
 from edgewatch.types import DATA_EMBEDDING
+
+log = logging.getLogger(__name__)
+
+_WARN_EVERY_S = 60.0
 
 
 class BotSort(ByteTrack):
@@ -50,20 +60,39 @@ class BotSort(ByteTrack):
         self.reid: OnnxReid | None = None
         if cfg.with_reid and cfg.model.lower().endswith(".onnx"):
             self.reid = OnnxReid(cfg.model, metrics=metrics)
+        self._last_warn = -np.inf
 
     def reset(self) -> None:
         super().reset()
         self.gmc.reset()
 
     def _embeddings(self, detections: sv.Detections, image: np.ndarray | None) -> np.ndarray | None:
+        """The configured ONNX ReID model's embeddings, else ``data["embedding"]``, else None.
+
+        Zero rows (no embedding yet) never match by appearance.
+        """
         if not self.bcfg.with_reid:
             return None
+        if self.reid is not None and image is not None:
+            return self.reid.embed(image, np.asarray(detections.xyxy))
         emb = detections.data.get(DATA_EMBEDDING)
         if emb is not None:
             return np.asarray(emb, dtype=np.float64).reshape(len(detections), -1)
-        if self.reid is not None and image is not None:
-            return self.reid.embed(image, np.asarray(detections.xyxy))
+        if len(detections):
+            self._no_embeddings()
         return None
+
+    def _no_embeddings(self) -> None:
+        if self.metrics is not None:
+            self.metrics.inc("edgewatch_fallbacks_total", source=self.source, stage="reid")
+        now = time.monotonic()
+        if now - self._last_warn >= _WARN_EVERY_S:
+            self._last_warn = now
+            log.warning(
+                "with_reid is on but the detections carry no %r and no ReID .onnx model is "
+                "configured: matching by IoU only",
+                DATA_EMBEDDING,
+            )
 
     def _compensate(
         self, tracks: list[Track], image: np.ndarray | None, dets_xyxy: np.ndarray
@@ -81,7 +110,9 @@ class BotSort(ByteTrack):
         if not have.any():
             return cost
         dim = dets.embedding.shape[1]
-        track_emb = np.stack([t.embedding if t.embedding is not None else np.zeros(dim) for t in tracks])
+        track_emb = np.stack(
+            [t.embedding if t.embedding is not None else np.zeros(dim) for t in tracks]
+        )
         emb_cost = matching.embedding_distance(track_emb, dets.embedding[idx]) / 2.0
         emb_cost[emb_cost > (1 - self.bcfg.appearance_thresh)] = 1.0
         emb_cost[far] = 1.0

@@ -46,8 +46,18 @@ class _Dets:
         conf = detections.confidence
         self.score = np.ones(n) if conf is None else np.asarray(conf, dtype=np.float64)
         cls = detections.class_id
-        self.class_id = np.zeros(n, dtype=np.int64) if cls is None else np.asarray(cls, dtype=np.int64)
+        self.class_id = (
+            np.zeros(n, dtype=np.int64) if cls is None else np.asarray(cls, dtype=np.int64)
+        )
         self.embedding = embedding
+
+
+def select(detections: sv.Detections, idx: np.ndarray) -> sv.Detections:
+    """``detections[idx]`` (a new object; every field and ``.data`` array indexed alike)."""
+    out = detections[idx]
+    if not isinstance(out, sv.Detections):
+        raise TypeError(f"indexing Detections gave {type(out).__name__}")
+    return out
 
 
 class ByteTrack(Tracker):
@@ -92,7 +102,7 @@ class ByteTrack(Tracker):
         self.book.reset()
 
     def update(self, detections: sv.Detections, image: np.ndarray | None = None) -> sv.Detections:
-        """Advance one frame; returns the matched detections with ``tracker_id`` (see module doc)."""
+        """Advance one frame; the matched detections with ``tracker_id`` (see the module doc)."""
         book = self.book
         book.frame_id += 1
         dets = _Dets(detections, self._embeddings(detections, image))
@@ -195,6 +205,6 @@ class ByteTrack(Tracker):
     def _output(self, detections: sv.Detections) -> sv.Detections:
         tracks = self.book.reportable()
         idx = np.array([t.det_index for t in tracks], dtype=np.int64)
-        out = detections[idx]
+        out = select(detections, idx)
         out.tracker_id = np.array([t.track_id for t in tracks], dtype=np.int64)
         return out

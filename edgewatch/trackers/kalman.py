@@ -95,7 +95,9 @@ def _diag(var: np.ndarray) -> np.ndarray:
     return out
 
 
-def predict(mean: np.ndarray, covariance: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    mean: np.ndarray, covariance: np.ndarray, layout: Layout
+) -> tuple[np.ndarray, np.ndarray]:
     """One frame of constant-velocity motion: ``x' = F x``, ``P' = F P F^T + Q``.
 
     ``Q`` is diagonal with ``std_pos = 1/20 * size`` and ``std_vel = 1/160 *
@@ -110,7 +112,9 @@ def predict(mean: np.ndarray, covariance: np.ndarray, layout: Layout) -> tuple[n
     return new_mean, new_cov
 
 
-def project(mean: np.ndarray, covariance: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+def project(
+    mean: np.ndarray, covariance: np.ndarray, layout: Layout
+) -> tuple[np.ndarray, np.ndarray]:
     """Measurement-space distribution: ``(N, 4)`` mean and ``(N, 4, 4)`` ``H P H^T + R``.
 
     ``R`` is diagonal with ``std = 1/20 * size`` (XYAH: 1e-1 for the aspect ratio).

@@ -16,7 +16,8 @@ from edgewatch.trackers import kalman
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU ``(N, M)`` of corner boxes ``a (N, 4)`` and ``b (M, 4)``.
 
-    >>> iou_matrix(np.array([[0, 0, 2, 2]]), np.array([[1, 0, 3, 2], [5, 5, 6, 6]])).round(4).tolist()
+    >>> a, b = np.array([[0, 0, 2, 2]]), np.array([[1, 0, 3, 2], [5, 5, 6, 6]])
+    >>> iou_matrix(a, b).round(4).tolist()
     [[0.3333, 0.0]]
     """
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
@@ -89,9 +90,7 @@ def gate_cost(
     return out
 
 
-def linear_assignment(
-    cost: np.ndarray, thresh: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Minimum-cost assignment of rows to columns, pairs costing more than ``thresh`` refused.
 
     Returns ``(matches (K, 2) int [row, col], unmatched_rows, unmatched_cols)``,

@@ -62,7 +62,9 @@ class MotSequence:
         rows = self.frames_by_index.get(frame)
         if rows is None or len(rows) == 0:
             return sv.Detections.empty()
-        xyxy = np.column_stack([rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]])
+        xyxy = np.column_stack(
+            [rows[:, 2], rows[:, 3], rows[:, 2] + rows[:, 4], rows[:, 3] + rows[:, 5]]
+        )
         return sv.Detections(
             xyxy=xyxy.astype(np.float32),
             confidence=rows[:, 6].astype(np.float32),
@@ -155,8 +157,15 @@ def run_tracker(
         conf = out.confidence if out.confidence is not None else np.ones(len(out))
         rows.append(
             np.column_stack(
-                [np.full(len(out), frame), out.tracker_id, b[:, 0], b[:, 1],
-                 b[:, 2] - b[:, 0], b[:, 3] - b[:, 1], conf]
+                [
+                    np.full(len(out), frame),
+                    out.tracker_id,
+                    b[:, 0],
+                    b[:, 1],
+                    b[:, 2] - b[:, 0],
+                    b[:, 3] - b[:, 1],
+                    conf,
+                ]
             )
         )
     res = np.concatenate(rows) if rows else np.zeros((0, 7))
@@ -174,7 +183,9 @@ def write_results(path: str | Path, results: np.ndarray) -> None:
             )
 
 
-def _frames(gt: np.ndarray, res: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def _frames(
+    gt: np.ndarray, res: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Per frame: gt ids, tracker ids and their IoU matrix (boxes given as x, y, w, h)."""
     frames = np.union1d(gt[:, 0], res[:, 0]).astype(np.int64)
     for f in frames:
@@ -194,9 +205,20 @@ def clear_metrics(gt: np.ndarray, res: np.ndarray) -> dict[str, float]:
         dist = np.where(iou >= 0.5, 1.0 - iou, np.nan)
         acc.update(gids.tolist(), rids.tolist(), dist, frameid=int(f))
     names = [
-        "mota", "motp", "idf1", "idp", "idr", "num_switches", "num_fragmentations",
-        "num_detections", "num_misses", "num_false_positives", "num_objects",
-        "num_unique_objects", "mostly_tracked", "mostly_lost",
+        "mota",
+        "motp",
+        "idf1",
+        "idp",
+        "idr",
+        "num_switches",
+        "num_fragmentations",
+        "num_detections",
+        "num_misses",
+        "num_false_positives",
+        "num_objects",
+        "num_unique_objects",
+        "mostly_tracked",
+        "mostly_lost",
     ]
     summary = mm.metrics.create().compute(acc, metrics=names, name="seq")
     return {k: float(v) for k, v in summary.iloc[0].to_dict().items()}
@@ -245,8 +267,13 @@ def hota(gt: np.ndarray, res: np.ndarray) -> dict[str, np.ndarray | float]:
 
 
 def _hota_summary(
-    tp: np.ndarray, fn: np.ndarray, fp: np.ndarray, loca: np.ndarray,
-    counts: np.ndarray, g_count: np.ndarray, r_count: np.ndarray,
+    tp: np.ndarray,
+    fn: np.ndarray,
+    fp: np.ndarray,
+    loca: np.ndarray,
+    counts: np.ndarray,
+    g_count: np.ndarray,
+    r_count: np.ndarray,
 ) -> dict[str, np.ndarray | float]:
     na = len(tp)
     ass_a, ass_re, ass_pr = np.zeros(na), np.zeros(na), np.zeros(na)
@@ -261,12 +288,22 @@ def _hota_summary(
     loc_a = np.maximum(1e-10, loca) / np.maximum(1e-10, tp)
     hota_a = np.sqrt(det_a * ass_a)
     out: dict[str, np.ndarray | float] = {
-        "HOTA_alpha": hota_a, "DetA_alpha": det_a, "AssA_alpha": ass_a,
-        "HOTA_TP": tp, "HOTA_FN": fn, "HOTA_FP": fp,
+        "HOTA_alpha": hota_a,
+        "DetA_alpha": det_a,
+        "AssA_alpha": ass_a,
+        "HOTA_TP": tp,
+        "HOTA_FN": fn,
+        "HOTA_FP": fp,
     }
     for name, arr in (
-        ("HOTA", hota_a), ("DetA", det_a), ("AssA", ass_a), ("DetRe", det_re),
-        ("DetPr", det_pr), ("AssRe", ass_re), ("AssPr", ass_pr), ("LocA", loc_a),
+        ("HOTA", hota_a),
+        ("DetA", det_a),
+        ("AssA", ass_a),
+        ("DetRe", det_re),
+        ("DetPr", det_pr),
+        ("AssRe", ass_re),
+        ("AssPr", ass_pr),
+        ("LocA", loc_a),
     ):
         out[name] = float(np.mean(arr))
     return out
@@ -280,7 +317,9 @@ def evaluate(gt: np.ndarray, res: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def load_tracker_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) -> TrackerConfigType:
+def load_tracker_config(
+    spec: str, overrides: list[str] | tuple[str, ...] = ()
+) -> TrackerConfigType:
     """A tracker config from a name (``bytetrack``, ``botsort``, ``none``) or a tracker YAML.
 
     The YAML may be Ultralytics' (``tracker_type``). ``overrides`` are
@@ -300,7 +339,9 @@ def load_tracker_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) 
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except OSError as e:
-            raise ConfigError("cannot read tracker config", [(spec, f"cannot read: {e.strerror}")]) from None
+            raise ConfigError(
+                "cannot read tracker config", [(spec, f"cannot read: {e.strerror}")]
+            ) from None
         except yaml.YAMLError as e:
             raise ConfigError("invalid YAML", [(spec, f"invalid YAML: {e}")]) from None
         if not isinstance(loaded, dict):
@@ -314,8 +355,10 @@ def load_tracker_config(spec: str, overrides: list[str] | tuple[str, ...] = ()) 
         return TypeAdapter(TrackerConfig).validate_python(data)
     except ValidationError as e:
         problems = [
-            (f"{name} {'.'.join(str(x) for x in err['loc'])}",
-             "unknown key" if err["type"] == "extra_forbidden" else err["msg"])
+            (
+                f"{name} {'.'.join(str(x) for x in err['loc'])}",
+                "unknown key" if err["type"] == "extra_forbidden" else err["msg"],
+            )
             for err in e.errors(include_url=False)
         ]
         raise ConfigError("invalid tracker config", problems) from None

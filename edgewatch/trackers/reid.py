@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from edgewatch.errors import ModelError
 from edgewatch.metrics import Metrics
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 
@@ -30,30 +34,29 @@ class OnnxReid:
     """Embeds detection crops; the session opens on :meth:`load` (or the first :meth:`embed`)."""
 
     def __init__(
-        self, model: str | Path, metrics: Metrics | None = None, providers: list[str] | None = None
+        self, model: str | Path, metrics: Metrics | None = None, device: str = "auto"
     ) -> None:
         self.path = Path(model)
         self.metrics = metrics
-        self.providers = providers or ["CPUExecutionProvider"]
-        self._session: object | None = None
+        self.device = device
+        self._session: ort.InferenceSession | None = None
         self._input = ""
         self._hw = DEFAULT_HW
         self._batch_one = False
 
     def load(self) -> OnnxReid:
         """Open the ONNX session; raises :class:`ModelError` if the file is missing or unusable."""
-        import onnxruntime as ort
+        from edgewatch.pipeline.models.onnx import create_session
 
         if not self.path.is_file():
             raise ModelError(f"ReID model not found: {self.path}")
-        try:
-            sess = ort.InferenceSession(str(self.path), providers=self.providers)
-        except (RuntimeError, ValueError) as e:  # onnxruntime raises these for bad files
-            raise ModelError(f"cannot load ReID model {self.path}: {e}") from None
+        sess = create_session(self.path, self.device, metrics=self.metrics, stage="reid")
         inp = sess.get_inputs()[0]
         shape = list(inp.shape)
         if len(shape) != 4 or shape[1] not in (3, "3"):
-            raise ModelError(f"ReID model {self.path}: input {inp.name} {shape} is not (B, 3, H, W)")
+            raise ModelError(
+                f"ReID model {self.path}: input {inp.name} {shape} is not (B, 3, H, W)"
+            )
         h, w = shape[2], shape[3]
         if isinstance(h, int) and isinstance(w, int):
             self._hw = (h, w)
@@ -68,8 +71,14 @@ class OnnxReid:
         h_img, w_img = image_bgr.shape[:2]
         out = np.empty((len(xyxy), 3, *self._hw), dtype=np.float32)
         for i, box in enumerate(np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)):
-            x1, y1 = int(np.clip(np.floor(box[0]), 0, w_img - 1)), int(np.clip(np.floor(box[1]), 0, h_img - 1))
-            x2, y2 = int(np.clip(np.ceil(box[2]), x1 + 1, w_img)), int(np.clip(np.ceil(box[3]), y1 + 1, h_img))
+            x1, y1 = (
+                int(np.clip(np.floor(box[0]), 0, w_img - 1)),
+                int(np.clip(np.floor(box[1]), 0, h_img - 1)),
+            )
+            x2, y2 = (
+                int(np.clip(np.ceil(box[2]), x1 + 1, w_img)),
+                int(np.clip(np.ceil(box[3]), y1 + 1, h_img)),
+            )
             crop = cv2.resize(image_bgr[y1:y2, x1:x2], (self._hw[1], self._hw[0]))
             rgb = crop[:, :, ::-1].astype(np.float32) / 255.0
             out[i] = ((rgb - _MEAN) / _STD).transpose(2, 0, 1)
@@ -77,14 +86,17 @@ class OnnxReid:
 
     def embed(self, image_bgr: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
         """``(N, D)`` float32 L2-normalised embeddings of the boxes ``xyxy`` (pixels)."""
-        if self._session is None:
-            self.load()
+        session = self._session if self._session is not None else self.load()._session
+        if session is None:
+            raise ModelError(f"ReID model {self.path} did not load")
         if len(xyxy) == 0:
             return np.zeros((0, 0), dtype=np.float32)
         batch = self.preprocess(image_bgr, xyxy)
-        run = self._session.run  # type: ignore[attr-defined]
+        run = session.run
         if self._batch_one:
-            feats = np.concatenate([run(None, {self._input: batch[i : i + 1]})[0] for i in range(len(batch))])
+            feats = np.concatenate(
+                [run(None, {self._input: batch[i : i + 1]})[0] for i in range(len(batch))]
+            )
         else:
             feats = run(None, {self._input: batch})[0]
         feats = np.asarray(feats, dtype=np.float32).reshape(len(batch), -1)

@@ -62,11 +62,14 @@ class Track:
         self.state = TrackState.REMOVED
 
     def add_embedding(self, emb: np.ndarray | None) -> None:
-        """Blend a new L2-normalised embedding into the running one (then renormalise)."""
+        """Blend a new embedding into the running one (then renormalise); zero rows are skipped."""
         if emb is None:
             return
         e = np.asarray(emb, dtype=np.float64)
-        e = e / max(float(np.linalg.norm(e)), 1e-12)
+        norm = float(np.linalg.norm(e))
+        if norm < 1e-12:  # a zero row: no embedding for this detection
+            return
+        e = e / norm
         if self.embedding is None:
             self.embedding = e
             return

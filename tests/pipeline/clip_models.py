@@ -31,10 +31,21 @@ BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
 
 #: A tiny CLIP: 224 px input, ViT with 32 px patches, 48-wide embeddings.
 TINY = {
-    "text_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                    "num_attention_heads": 2, "max_position_embeddings": 77},
-    "vision_config": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                      "num_attention_heads": 2, "image_size": 224, "patch_size": 32},
+    "text_config": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 77,
+    },
+    "vision_config": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 224,
+        "patch_size": 32,
+    },
     "projection_dim": 48,
 }
 #: ViT-B/32 as released by OpenAI (transformers' CLIPConfig defaults).
@@ -54,12 +65,23 @@ def openai_bpe(cache: Path = ASSETS) -> Path:
     wheels.mkdir(parents=True, exist_ok=True)
     found = sorted(wheels.glob("open_clip_torch-*.whl"))
     if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               "open_clip_torch", "-d", str(wheels)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "open_clip_torch",
+            "-d",
+            str(wheels),
+        ]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
         found = sorted(wheels.glob("open_clip_torch-*.whl"))
         if run.returncode != 0 or not found:
-            raise AssetUnavailable(f"pip download open_clip_torch failed: {run.stderr.strip()[-300:]}")
+            raise AssetUnavailable(
+                f"pip download open_clip_torch failed: {run.stderr.strip()[-300:]}"
+            )
     with zipfile.ZipFile(found[-1]) as whl:
         for member in (f"open_clip/{BPE_NAME}", "open_clip/tokenizer.py"):
             (cache / member).parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +93,9 @@ def reference_tokenizer(bpe: Path) -> Any:
     """open_clip's ``SimpleTokenizer`` imported from the unpacked wheel file (not installed)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_ref_open_clip_tokenizer", bpe.parent / "tokenizer.py")
+    spec = importlib.util.spec_from_file_location(
+        "_ref_open_clip_tokenizer", bpe.parent / "tokenizer.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -82,7 +106,9 @@ def _recipe_key(recipe: dict[str, Any], seed: int) -> str:
     import torch
     import transformers
 
-    blob = json.dumps([recipe, seed, torch.__version__, transformers.__version__, 2], sort_keys=True)
+    blob = json.dumps(
+        [recipe, seed, torch.__version__, transformers.__version__, 2], sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -92,8 +118,11 @@ def build_torch_clip(recipe: dict[str, Any], seed: int = 0) -> Any:
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(seed)
-    cfg = CLIPConfig(text_config=recipe["text_config"], vision_config=recipe["vision_config"],
-                     projection_dim=recipe["projection_dim"])
+    cfg = CLIPConfig(
+        text_config=recipe["text_config"],
+        vision_config=recipe["vision_config"],
+        projection_dim=recipe["projection_dim"],
+    )
     cfg._attn_implementation = "eager"
     return CLIPModel(cfg).eval()
 
@@ -107,7 +136,9 @@ def _export(model: Any, out: Path) -> None:
             self.m = model
 
         def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.m.visual_projection(self.m.vision_model(pixel_values=pixel_values).pooler_output)
+            return self.m.visual_projection(
+                self.m.vision_model(pixel_values=pixel_values).pooler_output
+            )
 
     class Text(torch.nn.Module):
         def __init__(self) -> None:
@@ -120,18 +151,26 @@ def _export(model: Any, out: Path) -> None:
     size = model.config.vision_config.image_size
     with torch.no_grad():
         torch.onnx.export(
-            Vision(), (torch.zeros(2, 3, size, size),), str(out / "vision_model.onnx"),
-            input_names=["pixel_values"], output_names=["image_embeds"],
+            Vision(),
+            (torch.zeros(2, 3, size, size),),
+            str(out / "vision_model.onnx"),
+            input_names=["pixel_values"],
+            output_names=["image_embeds"],
             dynamic_axes={"pixel_values": {0: "batch"}, "image_embeds": {0: "batch"}},
-            dynamo=False, opset_version=17,
+            dynamo=False,
+            opset_version=17,
         )
         ids = torch.zeros(2, 77, dtype=torch.long)
         ids[:, 0], ids[:, 1] = 49406, 49407
         torch.onnx.export(
-            Text(), (ids,), str(out / "text_model.onnx"),
-            input_names=["input_ids"], output_names=["text_embeds"],
+            Text(),
+            (ids,),
+            str(out / "text_model.onnx"),
+            input_names=["input_ids"],
+            output_names=["text_embeds"],
             dynamic_axes={"input_ids": {0: "batch"}, "text_embeds": {0: "batch"}},
-            dynamo=False, opset_version=17,
+            dynamo=False,
+            opset_version=17,
         )
 
 
@@ -146,7 +185,65 @@ def build_clip_dir(recipe: dict[str, Any] = TINY, seed: int = 0, cache: Path = A
     model = build_torch_clip(recipe, seed)
     _export(model, tmp)
     shutil.copy(openai_bpe(cache), tmp / BPE_NAME)
-    (tmp / "clip.json").write_text(json.dumps({"logit_scale": float(model.logit_scale.exp())}))
+    (tmp / "clip.json").write_text(
+        json.dumps({"logit_scale": float(model.logit_scale.detach().exp())})
+    )
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
+
+
+def write_toy_encoders(
+    d: Path, spatial: object, batch: object, dim: int = 8, reshape_batch: int | None = None
+) -> None:
+    """A toy CLIP encoder pair built with the ONNX helper API (``image_encoder.onnx``,
+    ``text_encoder.onnx``): the image encoder mean-pools RGB and projects it to ``dim``,
+    the text encoder averages a random token-embedding table over the 77 positions.
+
+    ``spatial`` / ``batch`` are the declared input dims (an int or a symbol name).
+    ``reshape_batch`` hard-codes the batch inside the image graph, so the model
+    fails at run time for any other batch size (fault injection).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    proj = numpy_helper.from_array(rng.normal(size=(3, dim)).astype(np.float32), "proj")
+    inits = [proj]
+    if reshape_batch is None:
+        flatten = helper.make_node("Flatten", ["pooled"], ["flat"])
+    else:
+        inits.append(numpy_helper.from_array(np.array([reshape_batch, 3], np.int64), "shape"))
+        flatten = helper.make_node("Reshape", ["pooled", "shape"], ["flat"])
+    vision = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["pixel_values"], ["pooled"]),
+            flatten,
+            helper.make_node("MatMul", ["flat", "proj"], ["image_embeds"]),
+        ],
+        "vision",
+        [
+            helper.make_tensor_value_info(
+                "pixel_values", TensorProto.FLOAT, [batch, 3, spatial, spatial]
+            )
+        ],
+        [helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, [batch, "d"])],
+        inits,
+    )
+    table = numpy_helper.from_array(rng.normal(size=(49408, dim)).astype(np.float32), "table")
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    text = helper.make_graph(
+        [
+            helper.make_node("Gather", ["table", "input_ids"], ["tok"]),
+            helper.make_node("ReduceMean", ["tok", "axes"], ["text_embeds"], keepdims=0),
+        ],
+        "text",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, 77])],
+        [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, [batch, "d"])],
+        [table, axes],
+    )
+    for graph, name in ((vision, "image_encoder.onnx"), (text, "text_encoder.onnx")):
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 9
+        onnx.save(model, str(d / name))

@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - the parity table holds look-alike Unicode on purpose
 """CLIP tokenizer: parity with open_clip's reference SimpleTokenizer on the real vocabulary.
 
 The vocabulary (``bpe_simple_vocab_16e6.txt.gz``) and the reference
@@ -27,26 +28,96 @@ from edgewatch.pipeline.models.clip_tokenizer import (
 )
 
 _HAND = [
-    "a photo of a dog.", "A Photo Of A DOG.", "person wearing a red jacket",
-    "person carrying a backpack", "delivery worker", "", " ", "\t\n  \r", "a", "I",
-    "don't", "it's they're we've I'm you'll he'd", "DON'T IT'S", "rock'n'roll", "o'clock",
-    "hello, world!", "!!!???...", "---===+++", "a--b__c", "(parenthesis) [brackets] {braces}",
-    "email@example.com", "https://example.com/path?q=1&x=2", "C:\\path\\to\\file.txt",
-    "#hashtag @mention $100 50% 3.14159", "1234567890", "1st 2nd 3rd 4th", "0x1F600",
-    "café naïve résumé", "Ünïcödé ÀÉÎÕÜ", "straße", "Ελληνικά λέξεις", "русский текст",
-    "日本語のテキスト", "中文文本测试", "한국어 텍스트", "עברית", "العربية", "हिन्दी",
-    "emoji 😀 😃 😄", "👍🏽 thumbs", "👨‍👩‍👧‍👦 family", "flags 🇺🇸🇩🇪", "♥♦♣♠", "→ ← ↑ ↓",
-    "tom &amp; jerry", "&amp;amp; double", "&lt;b&gt;bold&lt;/b&gt;", "&quot;quoted&quot;",
-    "&#39;apos&#39; &#x27;hex&#x27;", "&nbsp;nbsp&nbsp;", "<b>html tags</b>", "a &copy; b",
-    "mojibake: cafÃ©", "â€œsmart quotesâ€\x9d", "“curly” ‘quotes’", "em — dash – en",
-    "ﬁ ligature ﬂ", "full-width ＡＢＣ １２３", "½ ¼ ² ³", "Ⅻ roman", "tab\tseparated\tvalues",
-    "line\nbreaks\nhere", "   leading and trailing   ", "multiple     spaces", "\u200bzero\u200bwidth",
-    "combining e\u0301 accent", "ǅ titlecase", "ß ẞ", "İstanbul ı", "a" * 60, "ab" * 40,
-    "supercalifragilisticexpialidocious", "pneumonoultramicroscopicsilicovolcanoconiosis",
-    "a photo of a {}.", "itap of a {}.", "a bad photo of the {}.", "'s 't 're 've 'm 'll 'd",
-    "'S'T'RE", "x's", "123abc456", "abc123def", "3D 4K 1080p", "v2.0.1-beta+build",
-    "$$$ €€€ £££ ¥¥¥", "∑∫∂√∞", "<|endoftext|> inside", "<start_of_text> literal",
-    "word " * 90, "🙂" * 50, "日本" * 60,
+    "a photo of a dog.",
+    "A Photo Of A DOG.",
+    "person wearing a red jacket",
+    "person carrying a backpack",
+    "delivery worker",
+    "",
+    " ",
+    "\t\n  \r",
+    "a",
+    "I",
+    "don't",
+    "it's they're we've I'm you'll he'd",
+    "DON'T IT'S",
+    "rock'n'roll",
+    "o'clock",
+    "hello, world!",
+    "!!!???...",
+    "---===+++",
+    "a--b__c",
+    "(parenthesis) [brackets] {braces}",
+    "email@example.com",
+    "https://example.com/path?q=1&x=2",
+    "C:\\path\\to\\file.txt",
+    "#hashtag @mention $100 50% 3.14159",
+    "1234567890",
+    "1st 2nd 3rd 4th",
+    "0x1F600",
+    "café naïve résumé",
+    "Ünïcödé ÀÉÎÕÜ",
+    "straße",
+    "Ελληνικά λέξεις",
+    "русский текст",
+    "日本語のテキスト",
+    "中文文本测试",
+    "한국어 텍스트",
+    "עברית",
+    "العربية",
+    "हिन्दी",
+    "emoji 😀 😃 😄",
+    "👍🏽 thumbs",
+    "👨‍👩‍👧‍👦 family",
+    "flags 🇺🇸🇩🇪",
+    "♥♦♣♠",
+    "→ ← ↑ ↓",
+    "tom &amp; jerry",
+    "&amp;amp; double",
+    "&lt;b&gt;bold&lt;/b&gt;",
+    "&quot;quoted&quot;",
+    "&#39;apos&#39; &#x27;hex&#x27;",
+    "&nbsp;nbsp&nbsp;",
+    "<b>html tags</b>",
+    "a &copy; b",
+    "mojibake: cafÃ©",
+    "â€œsmart quotesâ€\x9d",
+    "“curly” ‘quotes’",
+    "em — dash – en",
+    "ﬁ ligature ﬂ",
+    "full-width ＡＢＣ １２３",
+    "½ ¼ ² ³",
+    "Ⅻ roman",
+    "tab\tseparated\tvalues",
+    "line\nbreaks\nhere",
+    "   leading and trailing   ",
+    "multiple     spaces",
+    "\u200bzero\u200bwidth",
+    "combining e\u0301 accent",
+    "ǅ titlecase",
+    "ß ẞ",
+    "İstanbul ı",
+    "a" * 60,
+    "ab" * 40,
+    "supercalifragilisticexpialidocious",
+    "pneumonoultramicroscopicsilicovolcanoconiosis",
+    "a photo of a {}.",
+    "itap of a {}.",
+    "a bad photo of the {}.",
+    "'s 't 're 've 'm 'll 'd",
+    "'S'T'RE",
+    "x's",
+    "123abc456",
+    "abc123def",
+    "3D 4K 1080p",
+    "v2.0.1-beta+build",
+    "$$$ €€€ £££ ¥¥¥",
+    "∑∫∂√∞",
+    "<|endoftext|> inside",
+    "<start_of_text> literal",
+    "word " * 90,
+    "🙂" * 50,
+    "日本" * 60,
 ]
 _LABELS = ["person", "car", "bicycle", "dog", "red jacket", "hard hat", "backpack", "suitcase"]
 _TEMPLATES = ["a photo of a {}.", "a blurry photo of a {}.", "a CCTV image of the {}!", "{}s?"]
@@ -80,8 +151,11 @@ def test_enough_strings() -> None:
 
 @pytest.mark.parametrize("text", STRINGS)
 def test_parity_with_reference(text: str, tokenizer: ClipTokenizer, reference: object) -> None:
-    if "<start_of_text>" in text:
-        pytest.skip("open_clip renames the specials; covered by test_special_token_literals")
+    if "<start_of_text>" in text or "<|endoftext|>" in text:
+        pytest.skip(
+            "special-token literals follow OpenAI's pattern, not open_clip's renamed "
+            "specials; exact ids in test_exact_ids"
+        )
     expected = reference(text).numpy()  # type: ignore[operator]
     np.testing.assert_array_equal(tokenizer(text), expected)
 
@@ -92,7 +166,7 @@ def test_parity_with_reference(text: str, tokenizer: ClipTokenizer, reference: o
         ("a photo of a dog.", [49406, 320, 1125, 539, 320, 1929, 269, 49407]),
         ("", [49406, 49407]),
         ("A   PHOTO\tof a DOG.", [49406, 320, 1125, 539, 320, 1929, 269, 49407]),
-        ("tom &amp;amp; jerry", [49406, 2435, 261, 7972, 49407]),
+        ("tom &amp;amp; jerry", [49406, 2435, 261, 9164, 49407]),
         # OpenAI's pattern matches the special-token literals whole (open_clip renames them).
         ("<|endoftext|>", [49406, 49407, 49407]),
         ("<|startoftext|>", [49406, 49406, 49407]),
@@ -109,7 +183,9 @@ def test_special_token_literals(tokenizer: ClipTokenizer) -> None:
     assert tokenizer.sot_id not in tokenizer.encode("<start_of_text> literal")
 
 
-@pytest.mark.parametrize(("words", "truncated"), [(10, False), (75, False), (76, True), (300, True)])
+@pytest.mark.parametrize(
+    ("words", "truncated"), [(10, False), (75, False), (76, True), (300, True)]
+)
 def test_truncation_keeps_eot_and_warns(
     words: int, truncated: bool, tokenizer: ClipTokenizer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -132,16 +208,28 @@ def _hf_files(tok: ClipTokenizer, folder: Path, merges_as_pairs: bool) -> None:
         "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8"
     )
     doc = {
-        "model": {"type": "BPE", "vocab": tok.encoder,
-                  "merges": [list(m) if merges_as_pairs else " ".join(m) for m in merges]},
-        "added_tokens": [{"id": tok.sot_id, "content": "<|startoftext|>"},
-                         {"id": tok.eot_id, "content": "<|endoftext|>"}],
+        "model": {
+            "type": "BPE",
+            "vocab": tok.encoder,
+            "merges": [list(m) if merges_as_pairs else " ".join(m) for m in merges],
+        },
+        "added_tokens": [
+            {"id": tok.sot_id, "content": "<|startoftext|>"},
+            {"id": tok.eot_id, "content": "<|endoftext|>"},
+        ],
     }
     (folder / "tokenizer.json").write_text(json.dumps(doc), encoding="utf-8")
 
 
-@pytest.mark.parametrize(("layout", "pairs"), [("tokenizer.json", False), ("tokenizer.json", True),
-                                               ("vocab.json", False), ("textual/tokenizer.json", True)])
+@pytest.mark.parametrize(
+    ("layout", "pairs"),
+    [
+        ("tokenizer.json", False),
+        ("tokenizer.json", True),
+        ("vocab.json", False),
+        ("textual/tokenizer.json", True),
+    ],
+)
 def test_file_formats_agree(
     layout: str, pairs: bool, tokenizer: ClipTokenizer, tmp_path: Path
 ) -> None:
@@ -162,8 +250,10 @@ def test_file_formats_agree(
         ({"vocab.json": '{"a": 0}'}, "needs"),
         ({"tokenizer.json": "not json"}, "cannot read"),
         ({"tokenizer.json": '{"model": {"type": "WordPiece", "vocab": {"a": 1}}}'}, "not a BPE"),
-        ({"tokenizer.json": '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}'},
-         "special tokens"),
+        (
+            {"tokenizer.json": '{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}'},
+            "special tokens",
+        ),
         ({"bpe_simple_vocab_16e6.txt.gz": "plain text, not gzip"}, "cannot read CLIP BPE"),
     ],
 )
@@ -189,8 +279,13 @@ def test_byte_map_is_a_bijection_in_reference_order() -> None:
     assert table[ord(" ")] == "Ġ"
 
 
-@pytest.mark.parametrize("text", ["a photo of a café 😀", "日本語 123", "hello, world!"])
-def test_decode_round_trip(text: str, tokenizer: ClipTokenizer) -> None:
-    assert tokenizer.decode(tokenizer.encode(text)).strip() == clean_text(text).replace(",", " ,").replace(
-        "!", " !"
-    ).replace(" 123", " 1 2 3").replace("😀", "😀") or True
+@pytest.mark.parametrize(
+    ("text", "decoded"),
+    [
+        ("a photo of a café 😀", "a photo of a café 😀 "),
+        ("Hello, World!", "hello , world ! "),
+        ("日本語 123", "日本語 1 2 3 "),
+    ],
+)
+def test_decode(text: str, decoded: str, tokenizer: ClipTokenizer) -> None:
+    assert tokenizer.decode(tokenizer.encode(text)) == decoded

@@ -41,6 +41,7 @@ class ServerState:
     files: dict[str, bytes]
     cut_first: set[str] = field(default_factory=set)  # paths whose first GET stops half-way
     ignore_range: bool = False
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (302)
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
 
 
@@ -52,6 +53,12 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             rng = self.headers.get("Range")
             state.requests.append((self.path, rng))
+            if self.path in state.redirects:
+                self.send_response(302)
+                self.send_header("Location", state.redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = state.files.get(self.path)
             if body is None:
                 self.send_error(404, "Not Found")
@@ -87,7 +94,8 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
 def server() -> Iterator[tuple[str, ServerState]]:
     state = ServerState(files={"/models/det.onnx": PAYLOAD})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=httpd.serve_forever, name="test-http", daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="test-http", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}", state
@@ -133,6 +141,34 @@ def test_resume_after_interrupted_transfer(server, tmp_path: Path) -> None:
     assert (tmp_path / "det" / "det.onnx").read_bytes() == PAYLOAD
     assert not part.exists()
     assert state.requests == [("/models/det.onnx", None), ("/models/det.onnx", f"bytes={half}-")]
+
+
+def test_resume_through_a_redirect(server, tmp_path: Path) -> None:
+    """Hugging Face answers /resolve/ with a 302 to its CDN: Range must survive it."""
+    base, state = server
+    state.redirects["/resolve/det.onnx"] = f"{base}/models/det.onnx"
+    state.cut_first.add("/models/det.onnx")
+    reg = _registry(base, path="/resolve/det.onnx")
+    with pytest.raises(DownloadError, match="connection"):
+        fetch_model("det", tmp_path, registry=reg, progress=False)
+    fetch_model("det", tmp_path, registry=reg, progress=False)
+    assert (tmp_path / "det" / "det.onnx").read_bytes() == PAYLOAD
+    half = len(PAYLOAD) // 2
+    assert state.requests[-2:] == [("/resolve/det.onnx", f"bytes={half}-"),
+                                   ("/models/det.onnx", f"bytes={half}-")]
+
+
+def test_progress_callback_and_bar(server, tmp_path: Path, capsys) -> None:
+    from edgewatch.pipeline.models.fetch import download_file
+
+    base, _ = server
+    rf = _registry(base)["det"].files[0]
+    seen: list[tuple[int, int | None]] = []
+    download_file(rf, tmp_path / "det.onnx", progress=True,
+                  on_progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert "det.onnx" in capsys.readouterr().err  # the tqdm bar went to stderr
 
 
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from edgewatch.pipeline.models.yolo import letterbox, letterbox_params, scale_boxes, scale_coords
 
-# (src w, src h), new_shape (h, w), auto, scaleup -> ratio, (new_w, new_h), (top, bottom, left, right)
+# (src w, src h), new_shape (h, w), auto, scaleup
+#   -> ratio, (new_w, new_h), (top, bottom, left, right)
 CASES = [
     # 640/641 = 0.99844; 479 * r = 478.25 -> 478; dh = 162 / 2 = 81
     ((641, 479), (640, 640), False, True, 640 / 641, (640, 478), (81, 81, 0, 0)),

@@ -20,19 +20,38 @@ OPSET = 13
 
 
 def ultralytics_metadata(
-    task: str = "detect", names: Mapping[int, str] | None = None,
-    imgsz: tuple[int, int] = (320, 320), batch: int = 1, half: bool = False,
-    dynamic: bool = False, nms: bool = False, kpt_shape: tuple[int, int] | None = None,
+    task: str = "detect",
+    names: Mapping[int, str] | None = None,
+    imgsz: tuple[int, int] = (320, 320),
+    batch: int = 1,
+    half: bool = False,
+    dynamic: bool = False,
+    nms: bool = False,
+    kpt_shape: tuple[int, int] | None = None,
     end2end: bool | None = None,
 ) -> dict[str, str]:
     """Metadata strings the way Ultralytics' exporter writes them."""
     names = dict(names or {0: "person", 1: "car"})
     meta = {
-        "description": "test model", "author": "Ultralytics", "version": "8.3.0",
-        "stride": "32", "task": task, "batch": str(batch), "imgsz": str(list(imgsz)),
-        "names": repr(names), "channels": "3",
-        "args": repr({"batch": batch, "half": half, "dynamic": dynamic, "simplify": True,
-                      "opset": OPSET, "nms": nms}),
+        "description": "test model",
+        "author": "Ultralytics",
+        "version": "8.3.0",
+        "stride": "32",
+        "task": task,
+        "batch": str(batch),
+        "imgsz": str(list(imgsz)),
+        "names": repr(names),
+        "channels": "3",
+        "args": repr(
+            {
+                "batch": batch,
+                "half": half,
+                "dynamic": dynamic,
+                "simplify": True,
+                "opset": OPSET,
+                "nms": nms,
+            }
+        ),
     }
     if kpt_shape is not None:
         meta["kpt_shape"] = str(list(kpt_shape))
@@ -42,8 +61,13 @@ def ultralytics_metadata(
 
 
 def build_model(
-    path: Path, outputs: Mapping[str, np.ndarray], *, imgsz: tuple[int, int] = (320, 320),
-    batch: int | None = 1, fp16: bool = False, metadata: Mapping[str, str] | None = None,
+    path: Path,
+    outputs: Mapping[str, np.ndarray],
+    *,
+    imgsz: tuple[int, int] = (320, 320),
+    batch: int | None = 1,
+    fp16: bool = False,
+    metadata: Mapping[str, str] | None = None,
     weights: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
     """Write an ONNX model with input ``images`` (batch or 'batch', 3, h, w).
@@ -56,9 +80,7 @@ def build_model(
     elem = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
     bdim: int | str = "batch" if batch is None else batch
     inp = helper.make_tensor_value_info("images", elem, [bdim, 3, *imgsz])
-    nodes = [
-        helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0),
-    ]
+    nodes = [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0)]
     inits = []
     outs = []
     for name, const in outputs.items():
@@ -77,8 +99,9 @@ def build_model(
         ]
         outs.append(helper.make_tensor_value_info(name, elem, [bdim, *const.shape[1:]]))
     graph = helper.make_graph(nodes, "yolo_test", [inp], outs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="pytorch")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pytorch"
+    )
     model.ir_version = 8
     for k, v in (metadata or {}).items():
         model.metadata_props.add(key=k, value=v)

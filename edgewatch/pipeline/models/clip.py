@@ -8,8 +8,8 @@ clip-as-service (``visual.onnx``, ``textual.onnx``), Immich
 (``onnx/vision_model.onnx``, ``onnx/text_model.onnx``) and others.
 
 * Input resolution S comes from the image encoder's input shape (224, 336, ...);
-  a dynamic shape falls back to ``preprocessor_config.json``'s ``crop_size``,
-  then 224.
+  a dynamic shape falls back to the directory's JSON files (``clip.json``
+  ``image_size``, ``preprocessor_config.json``, ``config.json``), then 224.
 * Embedding width comes from the encoders' outputs; an output whose name ends
   in ``embeds`` (``image_embeds``, ``text_embeds``) is preferred, else the first
   2-D output. Both widths must agree.
@@ -43,7 +43,7 @@ from PIL import Image
 from edgewatch.config import CropMode
 from edgewatch.errors import ModelError
 from edgewatch.pipeline.models.clip_tokenizer import ClipTokenizer
-from edgewatch.pipeline.models.onnx import create_session
+from edgewatch.pipeline.models.onnx import _ORT_ERRORS, create_session
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -60,13 +60,23 @@ DEFAULT_LOGIT_SCALE = 100.0
 
 #: Image encoder file names looked up in a model directory, in order.
 VISION_FILES = (
-    "visual.onnx", "image_encoder.onnx", "vision_model.onnx", "clip_image_encoder.onnx",
-    "visual/model.onnx", "onnx/vision_model.onnx", "image.onnx",
+    "visual.onnx",
+    "image_encoder.onnx",
+    "vision_model.onnx",
+    "clip_image_encoder.onnx",
+    "visual/model.onnx",
+    "onnx/vision_model.onnx",
+    "image.onnx",
 )
 #: Text encoder file names, in the same order as :data:`VISION_FILES`.
 TEXT_FILES = (
-    "textual.onnx", "text_encoder.onnx", "text_model.onnx", "clip_text_encoder.onnx",
-    "textual/model.onnx", "onnx/text_model.onnx", "text.onnx",
+    "textual.onnx",
+    "text_encoder.onnx",
+    "text_model.onnx",
+    "clip_text_encoder.onnx",
+    "textual/model.onnx",
+    "onnx/text_model.onnx",
+    "text.onnx",
 )
 
 
@@ -87,7 +97,9 @@ def find_clip_files(model_dir: str | Path) -> ClipFiles:
     vision = next((root / n for n in VISION_FILES if (root / n).is_file()), None)
     text = next((root / n for n in TEXT_FILES if (root / n).is_file()), None)
     if vision is None:
-        raise ModelError(f"no CLIP image encoder in {root}: expected one of {', '.join(VISION_FILES)}")
+        raise ModelError(
+            f"no CLIP image encoder in {root}: expected one of {', '.join(VISION_FILES)}"
+        )
     if text is None:
         raise ModelError(f"no CLIP text encoder in {root}: expected one of {', '.join(TEXT_FILES)}")
     return ClipFiles(vision=vision, text=text, root=root)
@@ -123,8 +135,8 @@ def preprocess(
         raise ValueError(f"CLIP crop must be HxWx3 with H, W >= 1, got shape {bgr.shape}")
     rgb = np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.uint8)
     if CropMode(mode) is CropMode.PAD:
-        fill = tuple(int(round(m * 255)) for m in mean)
-        img = _resize_bicubic(_pad_square(rgb, fill), size, size)  # type: ignore[arg-type]
+        r, g, b = (round(m * 255) for m in mean)
+        img = _resize_bicubic(_pad_square(rgb, (r, g, b)), size, size)
     else:
         h, w = rgb.shape[:2]
         if w <= h:
@@ -134,8 +146,8 @@ def preprocess(
         img = _resize_bicubic(rgb, new_w, new_h)
         top, left = (new_h - size) // 2, (new_w - size) // 2
         img = img[top : top + size, left : left + size]
-    x = img.astype(np.float32) * np.float32(1 / 255)
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    scaled = img.astype(np.float32) * np.float32(1 / 255)
+    x: np.ndarray = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
@@ -156,7 +168,9 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 # --------------------------------------------------------------------------- sessions
 
 
-def _create_session(path: Path, device: str, threads: int, metrics: Metrics | None) -> ort.InferenceSession:
+def _create_session(
+    path: Path, device: str, threads: int, metrics: Metrics | None
+) -> ort.InferenceSession:
     """An ORT session on ``device`` through the shared helper (fallbacks logged and counted)."""
     return create_session(
         path, device, metrics=metrics, stage="labeler", intra_op_num_threads=threads or None
@@ -225,7 +239,9 @@ class ClipModel:
         self._vision_output, vdim = _embed_output(vision, files.vision)
         self._text_output, tdim = _embed_output(text, files.text)
         names = [i.name for i in text.get_inputs()]
-        self._ids_input = next((n for n in names if "input_ids" in n or n in ("text", "input")), names[0])
+        self._ids_input = next(
+            (n for n in names if "input_ids" in n or n in ("text", "input")), names[0]
+        )
         self._mask_input = next((n for n in names if "mask" in n), None)
         ids_meta = next(i for i in text.get_inputs() if i.name == self._ids_input)
         self._ids_dtype = np.int32 if ids_meta.type == "tensor(int32)" else np.int64
@@ -249,23 +265,41 @@ class ClipModel:
         text = _create_session(files.text, device, intra_op_num_threads, metrics)
         meta = _read_json_opt(files.root / "clip.json")
         pre = _read_json_opt(files.root / "preprocessor_config.json")
-        scale = logit_scale if logit_scale is not None else meta.get("logit_scale", DEFAULT_LOGIT_SCALE)
+        scale = (
+            logit_scale if logit_scale is not None else meta.get("logit_scale", DEFAULT_LOGIT_SCALE)
+        )
         if not isinstance(scale, (int, float)) or not 0 < float(scale) <= 1000:
-            raise ModelError(f"{files.root / 'clip.json'}: logit_scale must be in (0, 1000], got {scale!r}")
+            raise ModelError(
+                f"{files.root / 'clip.json'}: logit_scale must be in (0, 1000], got {scale!r}"
+            )
         model = cls(
-            files, vision, text, tokenizer, float(scale), CropMode(crop_mode),
-            mean=_triple(pre.get("image_mean"), CLIP_MEAN), std=_triple(pre.get("image_std"), CLIP_STD),
+            files,
+            vision,
+            text,
+            tokenizer,
+            float(scale),
+            CropMode(crop_mode),
+            mean=_triple(pre.get("image_mean"), CLIP_MEAN),
+            std=_triple(pre.get("image_std"), CLIP_STD),
         )
         log.info(
             "CLIP loaded from %s: image %dx%d, embedding %d, logit scale %.4g, crop %s",
-            files.root, model.image_size, model.image_size, model.embed_dim, model.logit_scale,
+            files.root,
+            model.image_size,
+            model.image_size,
+            model.embed_dim,
+            model.logit_scale,
             model.crop_mode.value,
         )
         return model
 
     def _check_widths(self, vdim: int | None, tdim: int | None) -> int:
         if vdim is None:
-            vdim = int(self._run_vision(np.zeros((1, 3, self.image_size, self.image_size), np.float32)).shape[1])
+            vdim = int(
+                self._run_vision(
+                    np.zeros((1, 3, self.image_size, self.image_size), np.float32)
+                ).shape[1]
+            )
         if tdim is None:
             tdim = int(self._run_text(self.tokenizer([""])).shape[1])
         if vdim != tdim:
@@ -282,7 +316,10 @@ class ClipModel:
         step = self._vision_batch or len(batch)
         for i in range(0, len(batch), step):
             x = batch[i : i + step].astype(self._vision_dtype, copy=False)
-            (y,) = self._vision.run([self._vision_output], {self._vision_input: x})
+            try:
+                (y,) = self._vision.run([self._vision_output], {self._vision_input: x})
+            except _ORT_ERRORS as e:
+                raise ModelError(f"{self.files.vision.name}: inference failed: {e}") from e
             outs.append(np.asarray(y, np.float32).reshape(len(x), -1))
         return np.concatenate(outs)
 
@@ -294,7 +331,10 @@ class ClipModel:
             feeds = {self._ids_input: chunk.astype(self._ids_dtype)}
             if self._mask_input is not None:
                 feeds[self._mask_input] = (chunk != 0).astype(self._ids_dtype)
-            (y,) = self._text.run([self._text_output], feeds)
+            try:
+                (y,) = self._text.run([self._text_output], feeds)
+            except _ORT_ERRORS as e:
+                raise ModelError(f"{self.files.text.name}: inference failed: {e}") from e
             outs.append(np.asarray(y, np.float32).reshape(len(chunk), -1))
         return np.concatenate(outs)
 
@@ -302,11 +342,15 @@ class ClipModel:
         """One crop as this model's ``(3, S, S)`` float32 input (see :func:`preprocess`)."""
         return preprocess(bgr, self.image_size, self.crop_mode, self.mean, self.std)
 
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """``(N, D)`` normalised embeddings of preprocessed ``(N, 3, S, S)`` float32 input."""
+        return l2_normalize(self._run_vision(pixels))
+
     def encode_images(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """``(N, D)`` normalised embeddings of HxWx3 BGR uint8 crops (one encoder call per batch)."""
+        """``(N, D)`` normalised embeddings of HxWx3 BGR uint8 crops (one call per batch)."""
         if not crops:
             return np.zeros((0, self.embed_dim), np.float32)
-        return l2_normalize(self._run_vision(np.stack([self.preprocess(c) for c in crops])))
+        return self.encode_pixels(np.stack([self.preprocess(c) for c in crops]))
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """``(N, D)`` normalised embeddings of prompts (tokenised to the 77-token context)."""
@@ -320,18 +364,38 @@ class ClipModel:
 
 
 def _image_size(shape: Sequence[object], root: Path) -> int:
-    """S from the encoder input ``(N, 3, S, S)``, else ``preprocessor_config.json``, else 224."""
+    """S from the encoder input ``(N, 3, S, S)``; for a dynamic input from the model directory.
+
+    Looked up in order: ``clip.json`` ``image_size``, ``preprocessor_config.json``
+    ``crop_size``, ``config.json`` ``vision_config.image_size`` (Hugging Face) or
+    ``model_cfg.vision_cfg.image_size`` (OpenCLIP); else 224.
+    """
     if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
         if shape[2] != shape[3]:
             raise ModelError(f"CLIP image encoder input is not square: {list(shape)}")
         return int(shape[2])
     crop = _read_json_opt(root / "preprocessor_config.json").get("crop_size")
-    if isinstance(crop, dict):
-        crop = crop.get("height")
-    return int(crop) if isinstance(crop, int) and crop > 0 else DEFAULT_IMAGE_SIZE
+    config = _read_json_opt(root / "config.json")
+    candidates = (
+        _read_json_opt(root / "clip.json").get("image_size"),
+        crop.get("height") if isinstance(crop, dict) else crop,
+        _dig(config, "vision_config", "image_size"),
+        _dig(config, "model_cfg", "vision_cfg", "image_size"),
+    )
+    return next((c for c in candidates if isinstance(c, int) and c > 0), DEFAULT_IMAGE_SIZE)
+
+
+def _dig(doc: object, *keys: str) -> object:
+    for k in keys:
+        doc = doc.get(k) if isinstance(doc, dict) else None
+    return doc
 
 
 def _triple(value: object, default: tuple[float, float, float]) -> tuple[float, float, float]:
-    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value):
+    if (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, (int, float)) for v in value)
+    ):
         return float(value[0]), float(value[1]), float(value[2])
     return default

@@ -31,10 +31,12 @@ from __future__ import annotations
 import functools
 import gzip
 import html
+import itertools
 import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import regex
@@ -43,7 +45,8 @@ from edgewatch.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-try:  # ftfy is optional: without it, mojibake is left as it is (logged once at load)
+_ftfy: ModuleType | None
+try:  # ftfy is optional: without it, mojibake is left as it is (warned at load)
     import ftfy as _ftfy
 except ImportError:  # pragma: no cover - depends on the environment
     _ftfy = None
@@ -116,6 +119,11 @@ class ClipTokenizer:
         self._byte_map = bytes_to_unicode()
         self._pattern = regex.compile(_PATTERN, regex.IGNORECASE)
         self._cache: dict[str, tuple[str, ...]] = {SOT: (SOT,), EOT: (EOT,)}
+        if _ftfy is None:
+            log.warning(
+                "ftfy is not installed: broken Unicode in prompts is not repaired, so "
+                "such prompts may tokenize differently from the CLIP reference"
+            )
 
     # ------------------------------------------------------------------ loading
 
@@ -134,7 +142,9 @@ class ClipTokenizer:
         return cls.from_openai_bpe(path, context_length)
 
     @classmethod
-    def from_openai_bpe(cls, path: str | Path, context_length: int = CONTEXT_LENGTH) -> ClipTokenizer:
+    def from_openai_bpe(
+        cls, path: str | Path, context_length: int = CONTEXT_LENGTH
+    ) -> ClipTokenizer:
         """Load OpenAI's ``bpe_simple_vocab_16e6.txt.gz`` (merges only; the vocab is derived)."""
         try:
             lines = gzip.open(path).read().decode("utf-8").split("\n")
@@ -150,25 +160,27 @@ class ClipTokenizer:
         cls, vocab_path: str | Path, merges_path: str | Path, context_length: int = CONTEXT_LENGTH
     ) -> ClipTokenizer:
         """Load Hugging Face's ``vocab.json`` + ``merges.txt`` pair."""
-        encoder = _read_json(Path(vocab_path))
+        encoder = _as_vocab(_read_json(Path(vocab_path)), vocab_path)
         try:
             text = Path(merges_path).read_text(encoding="utf-8")
         except OSError as e:
             raise ModelError(f"CLIP tokenizer: {vocab_path} needs {merges_path}: {e}") from e
         lines = [ln for ln in text.split("\n") if ln and not ln.startswith("#version")]
-        return cls(_as_vocab(encoder, vocab_path), [_merge_pair(ln, merges_path) for ln in lines],
-                   context_length)
+        return cls(encoder, [_merge_pair(ln, merges_path) for ln in lines], context_length)
 
     @classmethod
-    def from_tokenizer_json(cls, path: str | Path, context_length: int = CONTEXT_LENGTH) -> ClipTokenizer:
+    def from_tokenizer_json(
+        cls, path: str | Path, context_length: int = CONTEXT_LENGTH
+    ) -> ClipTokenizer:
         """Load a Hugging Face ``tokenizer.json`` (BPE model; merges as strings or pairs)."""
         doc = _read_json(Path(path))
         model = doc.get("model") if isinstance(doc, dict) else None
         if not isinstance(model, dict) or model.get("type") not in (None, "BPE"):
             raise ModelError(f"{path}: not a BPE tokenizer.json")
         encoder = _as_vocab(model.get("vocab"), path)
-        for added in doc.get("added_tokens") or []:
-            encoder.setdefault(str(added["content"]), int(added["id"]))
+        added = doc.get("added_tokens")
+        for tok in added if isinstance(added, list) else []:
+            encoder.setdefault(str(tok["content"]), int(tok["id"]))
         merges = [
             _merge_pair(m, path) if isinstance(m, str) else _pair_from_list(m, path)
             for m in model.get("merges") or []
@@ -186,7 +198,7 @@ class ClipTokenizer:
         ranks = self.bpe_ranks
         while len(symbols) > 1:
             best_rank, best = None, None
-            for pair in zip(symbols, symbols[1:], strict=False):
+            for pair in itertools.pairwise(symbols):
                 r = ranks.get(pair)
                 if r is not None and (best_rank is None or r < best_rank):
                     best_rank, best = r, pair
@@ -218,7 +230,9 @@ class ClipTokenizer:
             try:
                 ids.extend(self.encoder[p] for p in self._bpe(mapped))
             except KeyError as e:
-                raise ModelError(f"CLIP vocabulary has no token {e.args[0]!r} (text {text!r})") from e
+                raise ModelError(
+                    f"CLIP vocabulary has no token {e.args[0]!r} (text {text!r})"
+                ) from e
         return ids
 
     def __call__(self, texts: str | Sequence[str]) -> np.ndarray:
@@ -235,7 +249,9 @@ class ClipTokenizer:
             if len(ids) > self.context_length:
                 log.warning(
                     "CLIP prompt has %d tokens, more than the context of %d; truncated: %.60r...",
-                    len(ids), self.context_length, text,
+                    len(ids),
+                    self.context_length,
+                    text,
                 )
                 ids = [*ids[: self.context_length - 1], self.eot_id]
             out[row, : len(ids)] = ids

@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from edgewatch import __version__
 from edgewatch.errors import ModelError
@@ -226,7 +226,7 @@ def _transfer(
         if e.code == 416 and offset:
             log.info("%s: server says the range is past the end; verifying what is there", part)
             return True
-        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
+        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}{_kept(part)}") from e
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise DownloadError(f"{url}: {_reason(e)}{_kept(part)}") from e
     with resp:
@@ -257,7 +257,12 @@ def _start_and_total(
 
 
 def _copy(
-    resp: BinaryIO, out: BinaryIO, start: int, total: int | None, url: str, part: Path,
+    resp: IO[bytes],
+    out: IO[bytes],
+    start: int,
+    total: int | None,
+    url: str,
+    part: Path,
     progress: ProgressFn | None,
 ) -> None:
     """Copy the body; a short body is a :class:`DownloadError` (``.part`` kept)."""

@@ -16,13 +16,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
 
 from edgewatch.config import MaskFormat
-
 
 # --------------------------------------------------------------------------- prototypes
 
@@ -52,6 +51,38 @@ def _axis_weights(
     return slice(start, stop), i0, i1, (src - i0).astype(np.float32)
 
 
+_Taps = tuple[slice, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _instance_mask(
+    cropped: np.ndarray,
+    coef: np.ndarray,
+    rows: _Taps,
+    cols: _Taps,
+    scratch: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Write one instance's thresholded, upsampled mask into ``out`` (h, w)."""
+    rsl, ry0, ry1, ly = rows
+    csl, cx0, cx1, lx = cols
+    r0, r1 = int(ry0[0]), int(ry1[-1]) + 1
+    c0, c1 = int(cx0[0]), int(cx1[-1]) + 1
+    # einsum, not BLAS: a threaded BLAS on tiny products stalls when the cores
+    # are busy with inference
+    logits = np.einsum("c,chw->hw", coef, cropped[:, r0:r1, c0:c1])
+    # columns first on the small map, then whole-row gathers into the scratch
+    by_col = logits[:, cx0 - c0] * (1.0 - lx) + logits[:, cx1 - c0] * lx
+    shape = (len(ry0), len(cx0))
+    a = scratch[0, : shape[0] * shape[1]].reshape(shape)
+    b = scratch[1, : shape[0] * shape[1]].reshape(shape)
+    np.take(by_col, ry0 - r0, axis=0, out=a)
+    np.take(by_col, ry1 - r0, axis=0, out=b)
+    a *= (1.0 - ly)[:, None]
+    b *= ly[:, None]
+    a += b
+    np.greater(a, 0.0, out=out[rsl, csl])
+
+
 def protos_to_masks(
     protos: np.ndarray, coefs: np.ndarray, boxes: np.ndarray, shape: tuple[int, int]
 ) -> np.ndarray:
@@ -68,26 +99,25 @@ def protos_to_masks(
     out = np.zeros((n, h, w), dtype=bool)
     if n == 0:
         return out
-    nm, mh, mw = protos.shape
+    _, mh, mw = protos.shape
     top, bottom, left, right = _proto_crop(mh, mw, h, w)
     cropped = protos[:, top:bottom, left:right].astype(np.float32, copy=False)
     ch, cw = cropped.shape[1:]
     coefs = np.asarray(coefs, dtype=np.float32)
-    for k in range(n):
-        x1, y1, x2, y2 = (float(v) for v in boxes[k])
-        cols = _axis_weights(x1, x2, w, cw)
-        rows = _axis_weights(y1, y2, h, ch)
-        if cols is None or rows is None:
-            continue
-        csl, cx0, cx1, lx = cols
-        rsl, ry0, ry1, ly = rows
-        c0, c1 = int(cx0[0]), int(cx1[-1]) + 1
-        r0, r1 = int(ry0[0]), int(ry1[-1]) + 1
-        sub = cropped[:, r0:r1, c0:c1]
-        logits = (coefs[k] @ sub.reshape(nm, -1)).reshape(r1 - r0, c1 - c0)
-        by_row = logits[ry0 - r0] * (1.0 - ly)[:, None] + logits[ry1 - r0] * ly[:, None]
-        full = by_row[:, cx0 - c0] * (1.0 - lx) + by_row[:, cx1 - c0] * lx
-        out[k, rsl, csl] = full > 0.0
+    taps = [
+        (
+            _axis_weights(float(b[1]), float(b[3]), h, ch),
+            _axis_weights(float(b[0]), float(b[2]), w, cw),
+        )
+        for b in boxes[:n]
+    ]
+    area = max((len(r[1]) * len(c[1]) for r, c in taps if r and c), default=0)
+    # two float32 buffers reused by every instance: large temporaries would be
+    # page-faulted in again for each one
+    scratch = np.empty((2, area), dtype=np.float32)
+    for k, (rows, cols) in enumerate(taps):
+        if rows is not None and cols is not None:
+            _instance_mask(cropped, coefs[k], rows, cols, scratch, out[k])
     return out
 
 
@@ -110,20 +140,20 @@ def mask_to_rle(mask: np.ndarray) -> dict[str, list[int]]:
     if cols.size == 0:
         return {"size": [h, w], "counts": [total] if total else []}
     c0, c1 = int(cols[0]), int(cols[-1]) + 1
-    # Column-major flattening of the columns that hold any pixel; all others are 0.
-    flat = np.ascontiguousarray(mask[:, c0:c1].T).reshape(-1).view(np.uint8)
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    edges = np.concatenate(([0], change, [flat.size]))
-    runs = np.diff(edges)
-    counts = runs.tolist()
-    if flat[0]:
-        counts.insert(0, 0)
-    counts[0] += c0 * h
-    if flat[-1]:
-        counts.append((w - c1) * h)
-    else:
-        counts[-1] += (w - c1) * h
-    if counts[-1] == 0 and len(counts) > 1:
+    rows = np.flatnonzero(mask[:, c0:c1].any(axis=1))
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    rh = r1 - r0
+    # Only the bounding block is scanned: block column j, then (unless the
+    # block spans the full height) one "gap" cell standing for the zeros
+    # between its last row and the next column's first row.
+    stride = rh + (rh < h)
+    block = np.zeros((c1 - c0, stride), dtype=np.uint8)
+    block[:, :rh] = mask[r0:r1, c0:c1].T
+    flat = np.concatenate(([0], block.reshape(-1), [0]))
+    cell = np.flatnonzero(flat[1:] != flat[:-1])  # block cells where a run starts
+    starts = c0 * h + r0 + (cell // stride) * h + cell % stride
+    counts = np.diff(np.concatenate(([0], starts, [total]))).tolist()
+    if counts[-1] == 0:  # the mask ends on the very last pixel
         counts.pop()
     return {"size": [h, w], "counts": counts}
 
@@ -152,23 +182,22 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[list[int]]]:
     ``CHAIN_APPROX_SIMPLE``); a blob of one or two pixels gives a polygon of
     one or two points.
     """
-    ys = np.flatnonzero(mask.any(axis=1))
-    if ys.size == 0:
-        return []
     xs = np.flatnonzero(mask.any(axis=0))
-    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    if xs.size == 0:
+        return []
+    x0, x1 = int(xs[0]), int(xs[-1]) + 1
+    ys = np.flatnonzero(mask[:, x0:x1].any(axis=1))
+    y0, y1 = int(ys[0]), int(ys[-1]) + 1
     roi = np.ascontiguousarray(mask[y0:y1, x0:x1]).view(np.uint8)
-    contours, _ = cv2.findContours(
-        roi, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0)
-    )
-    return [c.reshape(-1, 2).tolist() for c in contours]
+    contours, _ = cv2.findContours(roi, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
+    return [cast("list[list[int]]", c.reshape(-1, 2).tolist()) for c in contours]
 
 
 def encode_mask(mask: np.ndarray, fmt: MaskFormat | str) -> dict[str, Any] | None:
-    """The wire form of one mask: ``{"rle": {...}}``, ``{"polygons": [...]}`` or None."""
+    """The wire form of one mask: ``{"rle": {...}}``, ``{"polygon": [...]}`` or None."""
     fmt = MaskFormat(fmt)
     if fmt is MaskFormat.RLE:
         return {"rle": mask_to_rle(mask)}
     if fmt is MaskFormat.POLYGON:
-        return {"polygons": mask_to_polygons(mask)}
+        return {"polygon": mask_to_polygons(mask)}
     return None

@@ -47,6 +47,9 @@ _ORT_ERRORS: tuple[type[Exception], ...] = (
     RuntimeError,
 )
 
+#: Public alias: what callers catching session-run errors should catch.
+ORT_ERRORS = _ORT_ERRORS
+
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|tensorrt|openvino|coreml)(?::(\d+))?$")
 
 CPU = "CPUExecutionProvider"
@@ -170,7 +173,9 @@ def _static(dim: Dim) -> int | None:
 
 
 def build_model_info(
-    path: Path, metadata: Mapping[str, str], inputs: tuple[TensorSpec, ...],
+    path: Path,
+    metadata: Mapping[str, str],
+    inputs: tuple[TensorSpec, ...],
     outputs: tuple[TensorSpec, ...],
 ) -> ModelInfo:
     """Assemble a :class:`ModelInfo` from raw metadata and graph signatures."""
@@ -192,9 +197,19 @@ def build_model_info(
     end2end = _truthy(meta.get("end2end", False)) or _truthy(args.get("nms", False))
     task = meta.get("task") or None
     return ModelInfo(
-        path=path, task=task, names=parse_names(meta.get("names"), path), imgsz=imgsz,
-        stride=stride, batch=batch, kpt_shape=kpt_shape, half=half, end2end=end2end,
-        inputs=inputs, outputs=outputs, metadata=meta, args=args,
+        path=path,
+        task=task,
+        names=parse_names(meta.get("names"), path),
+        imgsz=imgsz,
+        stride=stride,
+        batch=batch,
+        kpt_shape=kpt_shape,
+        half=half,
+        end2end=end2end,
+        inputs=inputs,
+        outputs=outputs,
+        metadata=meta,
+        args=args,
     )
 
 
@@ -259,7 +274,9 @@ def session_model_info(session: ort.InferenceSession, path: str | os.PathLike[st
         )
 
     meta = dict(session.get_modelmeta().custom_metadata_map)
-    return build_model_info(Path(path), meta, specs(session.get_inputs()), specs(session.get_outputs()))
+    return build_model_info(
+        Path(path), meta, specs(session.get_inputs()), specs(session.get_outputs())
+    )
 
 
 def _ort_dim(d: Any) -> Dim:
@@ -289,7 +306,8 @@ def parse_device(device: str) -> DeviceRequest:
     m = _DEVICE_RE.match(device.strip().lower())
     if not m or (m.group(2) is not None and m.group(1) not in ("cuda", "tensorrt")):
         raise ModelError(
-            f"unknown device {device!r}: expected auto, cpu, cuda[:N], tensorrt[:N], openvino or coreml"
+            f"unknown device {device!r}: expected auto, cpu, cuda[:N], tensorrt[:N], "
+            "openvino or coreml"
         )
     return DeviceRequest(m.group(1), int(m.group(2) or 0))
 
@@ -298,7 +316,7 @@ ProviderSpec = tuple[str, dict[str, Any]]
 
 
 def provider_chain(
-    req: DeviceRequest, *, half: bool = False, trt_cache_dir: Path | None = None,
+    req: DeviceRequest, *, half: bool = False, trt_cache_dir: Path | None = None
 ) -> list[ProviderSpec]:
     """The providers (with options) to try for ``req``, best first, CPU last.
 
@@ -352,7 +370,8 @@ def create_session(
     to initialise, is skipped with ONE warning (per call) naming the provider,
     the reason and what runs instead; ``edgewatch_fallbacks_total{stage,
     reason}`` is incremented once (reason ``provider_unavailable`` or
-    ``provider_failed``). ``auto`` picks the best available provider silently.
+    ``provider_failed``). ``auto`` picks the best provider this build has
+    without a warning (CPU when it has no accelerator).
     """
     p = Path(path)
     _check_file(p)
@@ -363,42 +382,60 @@ def create_session(
     usable = [spec for spec in chain if spec[0] in available or spec[0] == CPU]
     if req.kind != "auto" and wanted not in available:
         _fallback(
-            metrics, stage, "provider_unavailable",
+            metrics,
+            stage,
+            "provider_unavailable",
             f"{stage}: device {device!r} needs {wanted}, which this onnxruntime build lacks "
             f"(available: {', '.join(sorted(available))}); running on {usable[0][0]} instead",
         )
-        req = DeviceRequest("auto")  # warned once: no second warning below
-    if req.kind == "tensorrt" and trt_cache_dir is not None:
+    elif req.kind == "tensorrt" and trt_cache_dir is not None:
         Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_num_threads is not None:
         opts.intra_op_num_threads = intra_op_num_threads
-    return _open(p, usable, opts, metrics=metrics, stage=stage, warn=req.kind != "auto")
+    return _open(p, usable, opts, metrics=metrics, stage=stage)
 
 
 def _open(
-    p: Path, usable: list[ProviderSpec], opts: ort.SessionOptions, *, metrics: Metrics | None,
-    stage: str, warn: bool,
+    p: Path,
+    usable: list[ProviderSpec],
+    opts: ort.SessionOptions,
+    *,
+    metrics: Metrics | None,
+    stage: str,
 ) -> ort.InferenceSession:
-    """Create the session with ``usable``; retry on CPU if an accelerator fails."""
+    """Create the session with ``usable``; retry on CPU if an accelerator fails.
+
+    An accelerator that is installed but does not initialise (ORT then drops
+    it silently, or raises) is a fallback too, warned about even for ``auto``.
+    """
     names = [n for n, _ in usable]
     try:
-        sess = ort.InferenceSession(str(p), sess_options=opts, providers=names,
-                                    provider_options=[o for _, o in usable])
+        sess = ort.InferenceSession(
+            str(p), sess_options=opts, providers=names, provider_options=[o for _, o in usable]
+        )
     except _ort_state.InvalidProtobuf as e:
         raise ModelError(f"{p}: not an ONNX file (cannot parse the protobuf: {e})") from e
     except _ORT_ERRORS as e:
         if names == [CPU]:
             raise ModelError(f"{p}: cannot load the ONNX graph: {e}") from e
-        _fallback(metrics, stage, "provider_failed",
-                  f"{stage}: {names[0]} failed to initialise ({e}); running on CPU instead")
-        return _open(p, [(CPU, {})], opts, metrics=metrics, stage=stage, warn=False)
+        _fallback(
+            metrics,
+            stage,
+            "provider_failed",
+            f"{stage}: {names[0]} failed to initialise ({e}); running on CPU instead",
+        )
+        return _open(p, [(CPU, {})], opts, metrics=metrics, stage=stage)
     got = sess.get_providers()
-    if warn and names[0] not in got:
-        _fallback(metrics, stage, "provider_failed",
-                  f"{stage}: {names[0]} is installed but did not initialise (missing CUDA/driver "
-                  f"libraries?); running on {got[0]} instead")
+    if names[0] not in got:
+        _fallback(
+            metrics,
+            stage,
+            "provider_failed",
+            f"{stage}: {names[0]} is installed but did not initialise (missing CUDA/driver "
+            f"libraries?); running on {got[0]} instead",
+        )
     logger.info("%s: %s on %s", stage, p.name, ", ".join(got))
     return sess
 

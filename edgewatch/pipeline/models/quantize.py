@@ -34,7 +34,6 @@ import numpy as np
 
 from edgewatch.errors import ModelError, SourceError
 from edgewatch.pipeline.models.onnx import ModelInfo, read_model_info
-from edgewatch.pipeline.models.yolo import letterbox
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _read_video(path: Path, wanted: set[int] | None, limit: int) -> Iterator[tuple[int, np.ndarray]]:
+def _read_video(path: Path, wanted: set[int] | None, limit: int) -> Iterator[tuple[int, Any]]:
     """Frames of ``path`` whose index is in ``wanted`` (all, up to ``limit``, if None)."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
@@ -149,25 +148,45 @@ def sample_frames(source: str | Path, n_calib: int, n_eval: int) -> FrameSample:
     )
 
 
-def preprocess(frame: np.ndarray, imgsz: tuple[int, int], dtype: Any = np.float32) -> np.ndarray:
-    """One BGR frame -> ``(1, 3, h, w)`` RGB blob in [0, 1], letterboxed to ``imgsz``."""
-    img, _, _ = letterbox(frame, imgsz)
-    return np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1)[None], dtype=dtype) / 255.0
-
-
 class _FrameReader:
-    """A ``CalibrationDataReader``: one ``{input: blob}`` per static batch of frames."""
+    """A ``CalibrationDataReader``: one ``{input: blob}`` per static batch of frames.
+
+    ``set_range`` / ``__len__`` let onnxruntime calibrate in strides
+    (``CalibStridedMinMax``) so only one stride of activations is held at once.
+    """
 
     def __init__(self, input_name: str, blobs: Sequence[np.ndarray], batch: int) -> None:
-        stacked = [np.concatenate(list(blobs[i : i + batch]) + [blobs[-1]] * max(
-            0, i + batch - len(blobs))) for i in range(0, len(blobs), batch)]
-        self._feeds = iter([{input_name: b.astype(np.float32)} for b in stacked])
+        pad = (-len(blobs)) % batch
+        full = list(blobs) + [blobs[-1]] * pad
+        self._feeds = [
+            {input_name: np.concatenate(full[i : i + batch]).astype(np.float32)}
+            for i in range(0, len(full), batch)
+        ]
+        self._pos, self._end = 0, len(self._feeds)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._pos, self._end = start_index, min(end_index, len(self._feeds))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        return next(self._feeds, None)
+        if self._pos >= self._end:
+            return None
+        self._pos += 1
+        return self._feeds[self._pos - 1]
 
-    def rewind(self) -> None:  # onnxruntime calls it between calibration passes
-        return None
+    def rewind(self) -> None:
+        self._pos = 0
+
+
+def calibration_stride(n: int, limit: int = 8) -> int:
+    """Largest divisor of ``n`` that is <= ``limit`` (onnxruntime needs one).
+
+    >>> [calibration_stride(n) for n in (1, 7, 12, 13, 64)]
+    [1, 7, 6, 1, 8]
+    """
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
 # --------------------------------------------------------------------------- graph
@@ -335,7 +354,8 @@ def agreement(
 @dataclass(frozen=True)
 class QuantizeReport:
     """Result of :func:`quantize_yolo`. Times are inference-only ms per frame
-    (``session.run``; mean over the held-out frames, after one warm-up)."""
+    (``session.run``; mean over the held-out frames, the two models taking
+    turns on each frame, after one warm-up each)."""
 
     output: Path
     calib_indices: tuple[int, ...]
@@ -358,7 +378,11 @@ def _detector(model: Path, conf: float, iou: float, names: list[str] | None) -> 
     from edgewatch.config import DetectorConfig
     from edgewatch.pipeline.models.yolo import YoloDetector
 
-    det = YoloDetector(DetectorConfig(model=model, device="cpu", conf=conf, iou=iou, names=names))
+    det = YoloDetector(
+        DetectorConfig.model_validate(
+            {"model": model, "device": "cpu", "conf": conf, "iou": iou, "names": names}
+        )
+    )
     det.load()
     return det
 
@@ -371,17 +395,26 @@ def _fallback_names(info: ModelInfo) -> list[str] | None:
     return [str(i) for i in range(channels - 4)] if isinstance(channels, int) else None
 
 
-def _run_timed(det: Any, frames: Sequence[np.ndarray]) -> tuple[list[Any], float]:
-    """Detections per frame and mean inference ms per frame (one frame per call)."""
-    dets, times = [], []
-    det.infer(det.preprocess([frames[0]]))  # warm-up beyond load(): allocator, caches
+def _run_interleaved(
+    dets: Sequence[Any], frames: Sequence[np.ndarray]
+) -> tuple[list[list[Any]], list[float]]:
+    """Detections per frame of each detector and its mean inference ms per frame.
+
+    The detectors take turns on every frame (after one warm-up call each), so
+    a load change on the machine affects them alike and the ratio stays fair.
+    """
+    for det in dets:
+        det.infer(det.preprocess([frames[0]]))
+    out: list[list[Any]] = [[] for _ in dets]
+    times: list[list[float]] = [[] for _ in dets]
     for frame in frames:
-        prepared = det.preprocess([frame])
-        t0 = time.perf_counter()
-        outs = det.infer(prepared)
-        times.append((time.perf_counter() - t0) * 1000.0)
-        dets += det.postprocess(outs, prepared)
-    return dets, float(np.mean(times))
+        for k, det in enumerate(dets):
+            prepared = det.preprocess([frame])
+            t0 = time.perf_counter()
+            outs = det.infer(prepared)
+            times[k].append((time.perf_counter() - t0) * 1000.0)
+            out[k] += det.postprocess(outs, prepared)
+    return out, [float(np.mean(t)) for t in times]
 
 
 def _prepare_graph(src: Path, work: Path, pre: bool) -> tuple[Path, list[str]]:
@@ -395,14 +428,17 @@ def _prepare_graph(src: Path, work: Path, pre: bool) -> tuple[Path, list[str]]:
         try:
             quant_pre_process(str(src), str(work / "pre.onnx"))
             path = work / "pre.onnx"
-        except Exception as e:  # noqa: BLE001 - ORT raises many types; pre-processing is optional
+        except Exception as e:  # ORT raises many unrelated types; pre-processing is optional
             log.warning("quantization pre-processing failed (%s); quantizing the graph as is", e)
     model = onnx.load(str(path))
     name_nodes(model)
     excluded = head_float_nodes(model)
-    if len(excluded) > len(model.graph.node) // 2:
-        log.warning("%d of %d nodes stay float: the graph does not look like a YOLO head",
-                    len(excluded), len(model.graph.node))
+    if not excluded:
+        log.warning(
+            "%s: no post-processing found after the last convolutions; the outputs "
+            "will be quantized too",
+            src,
+        )
     onnx.save(model, str(work / "named.onnx"))
     return work / "named.onnx", excluded
 
@@ -428,10 +464,16 @@ def _calibrate(
     calib = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
              "percentile": CalibrationMethod.Percentile}[method]
     quantize_static(
-        str(graph), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded, calibrate_method=calib,
-        extra_options={"CalibMaxIntermediateOutputs": 8},
+        str(graph),
+        str(out),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=excluded,
+        calibrate_method=calib,
+        extra_options={"CalibStridedMinMax": calibration_stride(len(reader))},
     )
 
 
@@ -447,14 +489,17 @@ def quantize_yolo(
     conf: float = 0.25,
     iou: float = 0.45,
     preprocess_graph: bool = True,
+    keep_head_float: bool = True,
 ) -> QuantizeReport:
     """Write a static INT8 QDQ copy of ``model`` calibrated on ``source``.
 
     ``frames`` calibration frames and ``eval_frames`` different held-out frames
     are spread over ``source`` (video file or image folder). ``out`` defaults to
     ``<model stem>_int8.onnx`` beside the model. An fp16 model is converted to
-    fp32 first (and compared as fp32). Raises ModelError, removing ``out``, when
-    the INT8 model detects nothing on held-out frames where the float model does.
+    fp32 first (and compared as fp32). ``keep_head_float=False`` quantizes the
+    head too (only to demonstrate the pitfall in the module docstring). Raises
+    ModelError, removing ``out``, when the INT8 model detects nothing on
+    held-out frames where the float model does.
     """
     import onnx
 
@@ -467,6 +512,7 @@ def quantize_yolo(
         raise ModelError(f"output {dst} would overwrite the input model")
     sample = sample_frames(source, frames, eval_frames)
     names = _fallback_names(info)
+    dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgewatch-quant-") as tmp:
         work = Path(tmp)
         float_path, was_fp16 = src, _has_fp16(onnx.load(str(src), load_external_data=False))
@@ -475,8 +521,13 @@ def quantize_yolo(
             convert_to_fp32(src, float_path)
         ref = _detector(float_path, conf, iou, names)
         graph, excluded = _prepare_graph(float_path, work, preprocess_graph)
-        log.info("quantizing %s: %d calibration frames, %d nodes kept float",
-                 src, len(sample.calib), len(excluded))
+        excluded = excluded if keep_head_float else []
+        log.info(
+            "quantizing %s: %d calibration frames, %d nodes kept float",
+            src,
+            len(sample.calib),
+            len(excluded),
+        )
         _calibrate(graph, dst, ref, sample.calib, excluded, method, per_channel)
     q = onnx.load(str(dst))
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
@@ -495,8 +546,11 @@ def _evaluate(
     iou: float, names: list[str] | None, was_fp16: bool,
 ) -> QuantizeReport:
     test = _detector(dst, conf, iou, names)
-    ref_dets, ref_ms = _run_timed(ref, sample.eval) if sample.eval else ([], 0.0)
-    test_dets, test_ms = _run_timed(test, sample.eval) if sample.eval else ([], 0.0)
+    ref_dets: list[Any] = []
+    test_dets: list[Any] = []
+    ref_ms = test_ms = 0.0
+    if sample.eval:
+        (ref_dets, test_dets), (ref_ms, test_ms) = _run_interleaved([ref, test], sample.eval)
     agree = agreement(ref_dets, test_dets, 0.5)
     if agree.ref_boxes and not agree.test_boxes:
         dst.unlink(missing_ok=True)
@@ -510,3 +564,128 @@ def _evaluate(
 
 
 # --------------------------------------------------------------------------- fp16 -> fp32
+
+
+@dataclass(frozen=True)
+class Fp32Report:
+    """What :func:`convert_to_fp32` changed: tensors converted (initializers,
+    constants, graph inputs/outputs/value infos), Cast nodes retargeted to
+    float32, and Cast nodes removed because they became float32 -> float32."""
+
+    output: Path
+    tensors: int
+    casts_retargeted: int
+    casts_removed: int
+
+
+def _graphs(graph: Any) -> Iterator[Any]:
+    """``graph`` and every subgraph (If/Loop/Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _graphs(sub)
+
+
+def _has_fp16(model: Any) -> bool:
+    from onnx import TensorProto
+
+    g = model.graph
+    return any(t.data_type == TensorProto.FLOAT16 for t in g.initializer) or any(
+        v.type.tensor_type.elem_type == TensorProto.FLOAT16 for v in (*g.input, *g.output)
+    )
+
+
+def _tensor_to_fp32(t: Any) -> bool:
+    from onnx import TensorProto, numpy_helper
+
+    if t.data_type != TensorProto.FLOAT16:
+        return False
+    t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
+    return True
+
+
+def _retype(graph: Any) -> tuple[int, int]:
+    """Turn every float16 tensor, type and Cast target of ``graph`` into float32."""
+    from onnx import TensorProto
+
+    tensors = casts = 0
+    tensors += sum(_tensor_to_fp32(t) for t in graph.initializer)
+    for v in (*graph.input, *graph.output, *graph.value_info):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT
+            tensors += 1
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                tensors += _tensor_to_fp32(attr.t)
+            if attr.name in ("to", "dtype") and attr.i == TensorProto.FLOAT16:
+                attr.i = TensorProto.FLOAT
+                casts += node.op_type == "Cast"
+    return tensors, casts
+
+
+def _drop_identity_casts(model: Any) -> int:
+    """Bypass Cast(to=float) nodes whose input is already float32 (top graph)."""
+    import onnx
+    from onnx import TensorProto
+
+    graph = model.graph
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in (*inferred.input, *inferred.value_info, *inferred.output)
+    }
+    types |= {t.name: t.data_type for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    kept = []
+    for node in graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if (
+            node.op_type == "Cast"
+            and to == TensorProto.FLOAT
+            and node.output[0] not in outputs
+            and types.get(node.input[0]) == TensorProto.FLOAT
+        ):
+            rename[node.output[0]] = node.input[0]
+            continue
+        kept.append(node)
+    for sub in _graphs(graph):
+        if sub is graph:
+            continue
+        for node in sub.node:
+            node.input[:] = [rename.get(i, i) for i in node.input]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return len(rename)
+
+
+def convert_to_fp32(model: str | Path, out: str | Path) -> Fp32Report:
+    """Write an fp32 copy of an fp16 ONNX model (weights, I/O and casts).
+
+    Metadata is carried over, with ``half`` set to False in Ultralytics
+    ``args``. A model without float16 tensors is written unchanged (counts 0).
+    """
+    import onnx
+
+    src, dst = Path(model), Path(out)
+    read_model_info(src)  # a clear ModelError for a missing or non-ONNX file
+    if dst.resolve() == src.resolve():
+        raise ModelError(f"output {dst} would overwrite the input model")
+    m = onnx.load(str(src))
+    tensors = casts = 0
+    for g in _graphs(m.graph):
+        t, c = _retype(g)
+        tensors, casts = tensors + t, casts + c
+    removed = _drop_identity_casts(m) if tensors or casts else 0
+    meta = {p.key: p.value for p in m.metadata_props}
+    if tensors and (args := _args_with(meta.get("args"), half=False)) is not None:
+        _copy_metadata(m, m, {"args": args})
+    try:
+        onnx.checker.check_model(m)
+    except onnx.checker.ValidationError as e:
+        raise ModelError(f"{src}: the fp32 graph does not validate: {e}") from e
+    onnx.save(m, str(dst))
+    return Fp32Report(dst, tensors, casts, removed)

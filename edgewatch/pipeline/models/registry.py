@@ -62,7 +62,7 @@ class RegistryFile:
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"registry file url must be http(s): {self.url!r}")
         if not _SHA256_RE.match(self.sha256):
-            raise ValueError(f"registry file sha256 must be 64 lower-case hex chars: {self.sha256!r}")
+            raise ValueError(f"registry file sha256 must be 64 lower-case hex: {self.sha256!r}")
         if not _FILENAME_RE.match(self.filename) or ".." in self.filename.split("/"):
             raise ValueError(f"registry file name must be a plain relative path: {self.filename!r}")
 

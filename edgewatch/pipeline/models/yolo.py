@@ -46,8 +46,11 @@ MAX_NMS = 30000
 
 
 def letterbox_params(
-    shape: tuple[int, int], new_shape: tuple[int, int], stride: int = 32,
-    auto: bool = False, scaleup: bool = True,
+    shape: tuple[int, int],
+    new_shape: tuple[int, int],
+    stride: int = 32,
+    auto: bool = False,
+    scaleup: bool = True,
 ) -> tuple[float, tuple[int, int], tuple[int, int, int, int]]:
     """``(ratio, (new_w, new_h), (top, bottom, left, right))`` for a source
     ``shape = (h, w)`` letterboxed into ``new_shape = (h, w)`` (Ultralytics
@@ -57,18 +60,21 @@ def letterbox_params(
     if not scaleup:
         r = min(r, 1.0)
     new_w, new_h = round(w * r), round(h * r)
-    dw, dh = new_shape[1] - new_w, new_shape[0] - new_h
+    pad_w, pad_h = new_shape[1] - new_w, new_shape[0] - new_h
     if auto:
-        dw, dh = dw % stride, dh % stride
-    dw, dh = dw / 2, dh / 2
+        pad_w, pad_h = pad_w % stride, pad_h % stride
+    dw, dh = pad_w / 2, pad_h / 2
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
     return r, (new_w, new_h), (top, bottom, left, right)
 
 
 def letterbox(
-    image: np.ndarray, new_shape: tuple[int, int] = (640, 640), stride: int = 32,
-    auto: bool = False, scaleup: bool = True,
+    image: np.ndarray,
+    new_shape: tuple[int, int] = (640, 640),
+    stride: int = 32,
+    auto: bool = False,
+    scaleup: bool = True,
 ) -> tuple[np.ndarray, float, tuple[int, int]]:
     """Resize keeping aspect ratio and pad with 114 to ``new_shape = (h, w)``.
 
@@ -134,7 +140,10 @@ def box_iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def nms(
-    boxes: np.ndarray, scores: np.ndarray, iou: float, class_ids: np.ndarray | None = None,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou: float,
+    class_ids: np.ndarray | None = None,
     max_det: int | None = None,
 ) -> np.ndarray:
     """Greedy NMS; indices of kept boxes, best score first.
@@ -187,23 +196,33 @@ def _filter_classes(cls: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
 
 
 def decode_raw(
-    pred: np.ndarray, nc: int, conf: float, iou: float, *, classes: np.ndarray | None = None,
-    agnostic: bool = False, max_det: int = 300,
+    pred: np.ndarray,
+    nc: int,
+    conf: float,
+    iou: float,
+    *,
+    classes: np.ndarray | None = None,
+    agnostic: bool = False,
+    max_det: int = 300,
 ) -> Decoded:
     """Decode one image's raw ``(4 + nc + E, N)`` output: best class per anchor,
     keep ``score > conf`` (and ``classes``), then NMS (Ultralytics
     ``non_max_suppression`` with ``multi_label=False``)."""
     pred = np.asarray(pred, dtype=np.float32)
+    if nc < 1:
+        raise ModelError(f"output has {pred.shape[0]} channels: no room for class scores")
     cls_scores = pred[4 : 4 + nc]
-    best = cls_scores.argmax(axis=0) if nc > 0 else np.zeros(pred.shape[1], np.int64)
-    score = cls_scores.max(axis=0) if nc > 0 else np.zeros(pred.shape[1], np.float32)
+    score = cls_scores.max(axis=0)  # row-wise max is fast; argmax only on candidates
     idx = np.flatnonzero(score > conf)
-    idx = idx[_filter_classes(best[idx], classes)]
+    best = cls_scores[:, idx].argmax(axis=0).astype(np.int64)
+    sel = _filter_classes(best, classes)
+    idx, best = idx[sel], best[sel]
     if idx.size > MAX_NMS:
-        idx = idx[np.argsort(-score[idx], kind="stable")[:MAX_NMS]]
+        top = np.argsort(-score[idx], kind="stable")[:MAX_NMS]
+        idx, best = idx[top], best[top]
     cand = pred[:, idx].T
     boxes = xywh2xyxy(cand[:, :4])
-    scores, cls = score[idx], best[idx].astype(np.int64)
+    scores, cls = score[idx], best
     keep = nms(boxes, scores, iou, None if agnostic else cls, max_det)
     return Decoded(boxes[keep], scores[keep], cls[keep], cand[keep, 4 + nc :])
 
@@ -249,7 +268,10 @@ def resolve_classes(
 
 
 def keypoints_to_source(
-    flat: np.ndarray, kpt_shape: tuple[int, int], ratio: float, pad: tuple[int, int],
+    flat: np.ndarray,
+    kpt_shape: tuple[int, int],
+    ratio: float,
+    pad: tuple[int, int],
     shape: tuple[int, int],
 ) -> np.ndarray:
     """``(N, K*d)`` keypoints in input pixels -> ``(N, K, 3)`` float32 x, y in
@@ -288,7 +310,9 @@ class _Layout:
     task: Task
     end2end: bool
     det_index: int
+    #: the prototype output, when the model has one (used only for task segment)
     proto_index: int | None
+    #: keypoint layout from the metadata (used only for task pose)
     kpt_shape: tuple[int, int] | None
 
 
@@ -332,11 +356,16 @@ class YoloDetector:
     def load(self) -> None:
         """Open the session, resolve task/names/imgsz/batch, warm up once."""
         cfg = self.cfg
-        probe = ew_onnx.read_model_info(cfg.model)
-        half = cfg.half if cfg.half is not None else probe.half
+        half = bool(cfg.half)
+        if cfg.half is None and cfg.device.startswith("tensorrt"):
+            half = ew_onnx.read_model_info(cfg.model).half  # engine precision from metadata
         self._session = ew_onnx.create_session(
-            cfg.model, cfg.device, metrics=self.metrics, stage="detector",
-            intra_op_num_threads=cfg.intra_op_num_threads, half=half,
+            cfg.model,
+            cfg.device,
+            metrics=self.metrics,
+            stage="detector",
+            intra_op_num_threads=cfg.intra_op_num_threads,
+            half=half,
             trt_cache_dir=cfg.trt_cache_dir,
         )
         info = ew_onnx.session_model_info(self._session, cfg.model)
@@ -354,8 +383,13 @@ class YoloDetector:
             self._run(np.zeros((self._max_batch, 3, h, w), dtype=self._dtype))
         logger.info(
             "detector %s: task=%s end2end=%s imgsz=%s batch=%s classes=%d input=%s",
-            cfg.model, self.task.value, self._layout.end2end, self._imgsz,
-            self._max_batch, len(self._names), self._dtype.name,
+            cfg.model,
+            self.task.value,
+            self._layout.end2end,
+            self._imgsz,
+            self._max_batch,
+            len(self._names),
+            self._dtype.name,
         )
 
     def _resolve_names(self, info: ew_onnx.ModelInfo) -> dict[int, str]:
@@ -385,8 +419,12 @@ class YoloDetector:
         s = max(info.stride, 1)
         rounded = (-(-size[0] // s) * s, -(-size[1] // s) * s)
         if rounded != size:
-            logger.warning("detector.imgsz %s is not a multiple of stride %d; using %s",
-                           list(size), s, list(rounded))
+            logger.warning(
+                "detector.imgsz %s is not a multiple of stride %d; using %s",
+                list(size),
+                s,
+                list(rounded),
+            )
         return rounded
 
     def _resolve_layout(self, info: ew_onnx.ModelInfo) -> _Layout:
@@ -394,7 +432,9 @@ class YoloDetector:
         det = next((i for i, o in enumerate(outs) if len(o.shape) == 3), None)
         proto = next((i for i, o in enumerate(outs) if len(o.shape) == 4), None)
         if det is None:
-            raise ModelError(f"{self.cfg.model}: no (B, C, N) output; not a YOLO detect/segment/pose model")
+            raise ModelError(
+                f"{self.cfg.model}: no (B, C, N) output; not a YOLO detect/segment/pose model"
+            )
         task_name = (self.cfg.task.value if self.cfg.task else None) or info.task or "detect"
         try:
             task = Task(task_name)
@@ -403,22 +443,26 @@ class YoloDetector:
                 f"{self.cfg.model}: task {task_name!r} is not supported (detect, segment, pose)"
             ) from None
         if task is Task.SEGMENT and proto is None:
-            raise ModelError(f"{self.cfg.model}: task segment needs a prototype output (B, 32, mh, mw)")
+            raise ModelError(
+                f"{self.cfg.model}: task segment needs a prototype output (B, 32, mh, mw)"
+            )
         kpt = info.kpt_shape
         if task is Task.POSE and kpt is None:
             raise ModelError(f"{self.cfg.model}: task pose needs 'kpt_shape' in the model metadata")
-        extra = (outs[proto].shape[1] if proto is not None and task is Task.SEGMENT else 0) or 0
-        if task is Task.POSE and kpt is not None:
-            extra = kpt[0] * kpt[1]
+        # Extra rows after the class scores, whatever the task asked for: a
+        # segment or pose model run as plain detect still carries them.
+        nm = outs[proto].shape[1] if proto is not None else 0
+        extra: ew_onnx.Dim = nm if isinstance(nm, int) else None
+        if kpt is not None and extra is not None:
+            extra += kpt[0] * kpt[1]
         end2end = info.end2end
         if "end2end" not in info.metadata and "nms" not in info.args:
-            end2end = _looks_end2end(outs[det].shape, extra if isinstance(extra, int) else 0)
+            end2end = _looks_end2end(outs[det].shape, extra or 0)
         if not end2end:
             self._check_nc(outs[det].shape, extra)
-        return _Layout(task, end2end, det, proto if task is Task.SEGMENT else None,
-                       kpt if task is Task.POSE else None)
+        return _Layout(task, end2end, det, proto, kpt)
 
-    def _check_nc(self, shape: tuple[ew_onnx.Dim, ...], extra: Any) -> None:
+    def _check_nc(self, shape: tuple[ew_onnx.Dim, ...], extra: ew_onnx.Dim) -> None:
         channels = shape[1]
         if not isinstance(channels, int) or not isinstance(extra, int):
             return
@@ -484,7 +528,9 @@ class YoloDetector:
             assert canvas is not None
             for i, img in enumerate(images):
                 if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-                    raise ModelError(f"expected HxWx3 uint8 BGR frames, got {img.shape} {img.dtype}")
+                    raise ModelError(
+                        f"expected HxWx3 uint8 BGR frames, got {img.shape} {img.dtype}"
+                    )
                 r, (nw, nh), (top, _, left, _) = letterbox_params(img.shape[:2], (h, w))
                 canvas.fill(PAD_VALUE)
                 roi = canvas[top : top + nh, left : left + nw]
@@ -502,7 +548,10 @@ class YoloDetector:
 
     def _run(self, blob: np.ndarray) -> list[np.ndarray]:
         name = self._session.get_inputs()[0].name
-        return list(self._session.run(None, {name: blob}))
+        try:
+            return list(self._session.run(None, {name: blob}))
+        except ew_onnx.ORT_ERRORS as e:
+            raise ModelError(f"{self.cfg.model}: inference failed on {blob.shape}: {e}") from e
 
     def infer(self, prepared: Prepared) -> list[np.ndarray]:
         """Run the network; returns the session outputs for ``len(prepared)``
@@ -538,19 +587,30 @@ class YoloDetector:
         protos = outputs[lay.proto_index][i] if lay.proto_index is not None else None
         nm = protos.shape[0] if protos is not None else 0
         kd = lay.kpt_shape[0] * lay.kpt_shape[1] if lay.kpt_shape else 0
+        if lay.end2end:  # x1, y1, x2, y2, score, class, then the extra columns
+            nm = nm if lay.task is Task.SEGMENT else 0
         if lay.end2end:
             dec = decode_end2end(pred, cfg.conf, classes=self._classes, max_det=cfg.max_det)
         else:
             nc = pred.shape[0] - 4 - nm - kd
-            dec = decode_raw(pred, nc, cfg.conf, cfg.iou, classes=self._classes,
-                             agnostic=cfg.agnostic_nms, max_det=cfg.max_det)
+            dec = decode_raw(
+                pred,
+                nc,
+                cfg.conf,
+                cfg.iou,
+                classes=self._classes,
+                agnostic=cfg.agnostic_nms,
+                max_det=cfg.max_det,
+            )
         boxes = scale_boxes(dec.boxes, ratio, pad, shape)
         data: dict[str, Any] = {}
         mask = None
-        if protos is not None:
+        if lay.task is Task.SEGMENT and protos is not None:
             mask = protos_to_masks(protos, dec.extra[:, :nm], boxes, shape)
-        if lay.kpt_shape is not None:
-            data[DATA_KEYPOINTS] = keypoints_to_source(dec.extra[:, :kd], lay.kpt_shape, ratio, pad, shape)
+        if lay.task is Task.POSE and lay.kpt_shape is not None:
+            data[DATA_KEYPOINTS] = keypoints_to_source(
+                dec.extra[:, nm : nm + kd], lay.kpt_shape, ratio, pad, shape
+            )
         return sv.Detections(
             xyxy=boxes.astype(np.float32, copy=False),
             confidence=dec.scores.astype(np.float32, copy=False),
