@@ -282,6 +282,10 @@ class LabelerConfig(_Strict):
     logit_scale: float | None = Field(None, gt=0, le=1000, description="default: model or 100")
     publish_embedding: bool = Field(False, description="put the mean embedding on the wire")
     device: str = Field("auto", pattern=_DEVICE_RE)
+    intra_op_num_threads: int = Field(
+        1, ge=0, le=256, description="encoder CPU threads (0 = ORT default); 1 leaves cores to the detector"
+    )
+    nice: int = Field(10, ge=0, le=19, description="Linux niceness of the labeler thread")
     cache_dir: Path = Field(Path(".cache/edgewatch/text"), description="text embedding cache")
 
     @field_validator("model")

@@ -17,7 +17,8 @@ import supervision as sv
 
 #: ``(N, K, 3)`` float32: x, y in source pixels and visibility/confidence in [0, 1].
 DATA_KEYPOINTS = "keypoints"
-#: ``(N,)`` object array of str: the track's CLIP label, ``"unknown"`` when unsure.
+#: ``(N,)`` object array of str: the track's CLIP label, ``"unknown"`` when unsure,
+#: ``""`` before the labeler has a result for the track.
 DATA_LABEL = "label"
 #: ``(N,)`` float32: the mean probability of ``label``; NaN where no label yet.
 DATA_LABEL_SCORE = "label_score"
@@ -25,6 +26,8 @@ DATA_LABEL_SCORE = "label_score"
 DATA_LABEL_GROUPS = "label_groups"
 #: ``(N, D)`` float32: L2-normalised appearance embedding (ReID or CLIP).
 DATA_EMBEDDING = "embedding"
+#: ``(N,)`` bool: which rows of ``DATA_EMBEDDING`` are real (zero rows are "none yet").
+DATA_EMBEDDING_VALID = "embedding_valid"
 
 #: Version of the wire schema (JSONL lines and ZeroMQ messages).
 SCHEMA_VERSION = 1

@@ -48,6 +48,7 @@ from edgewatch.config import MaskFormat
 from edgewatch.pipeline.models.masks import mask_to_polygons, mask_to_rle
 from edgewatch.types import (
     DATA_EMBEDDING,
+    DATA_EMBEDDING_VALID,
     DATA_KEYPOINTS,
     DATA_LABEL,
     DATA_LABEL_GROUPS,
@@ -157,7 +158,8 @@ def _object(
         entry = _mask_entry(np.asarray(det.mask[i], dtype=bool), mask_format)
         if entry is not None:
             obj["mask"] = entry
-    if publish_embedding and DATA_EMBEDDING in data:
+    valid = data.get(DATA_EMBEDDING_VALID)
+    if publish_embedding and DATA_EMBEDDING in data and (valid is None or bool(valid[i])):
         obj["embedding"] = encode_embedding(data[DATA_EMBEDDING][i])
     return obj
 

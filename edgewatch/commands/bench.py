@@ -31,7 +31,6 @@ import numpy as np
 from edgewatch.errors import ConfigError, SourceError
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "track")
-DEFAULT_VIDEOS = ("samples/vtest.avi",)
 
 
 def register(sub: Any) -> None:
@@ -40,7 +39,7 @@ def register(sub: Any) -> None:
     p.add_argument("config", nargs="?", help="pipeline YAML: also run it end to end")
     p.add_argument("--model", help="ONNX detector (default: the config's detector.model)")
     p.add_argument("--video", help="video for the stage benchmark (default: the config's "
-                                   "first file source, else samples/vtest.avi)")
+                                   "first file source, else the sample vtest.avi)")
     p.add_argument("--frames", type=_positive, default=100, help="frames to time (default 100)")
     p.add_argument("--batch", type=_positive, default=None,
                    help="frames per inference call (default: the config's detector.batch or 1)")
@@ -90,9 +89,11 @@ def _video(args: argparse.Namespace, cfg: Any) -> Path:
         for s in cfg.sources:
             if s.kind is SourceKind.FILE:
                 return Path(s.uri)
-    for cand in DEFAULT_VIDEOS:
-        if Path(cand).is_file():
-            return Path(cand)
+    from edgewatch.samples import default_dir
+
+    sample = default_dir() / "vtest.avi"
+    if sample.is_file():
+        return sample
     raise ConfigError("bench needs a video", [("--video", "give --video FILE (no file source in "
                                                "the config and no samples/vtest.avi)")])
 

@@ -54,6 +54,7 @@ import collections
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -73,8 +74,7 @@ from edgewatch.pipeline.models.clip_tokenizer import find_tokenizer_file
 
 log = logging.getLogger(__name__)
 
-#: ``(N,)`` bool: whether ``DATA_EMBEDDING``'s row holds an embedding yet.
-DATA_EMBEDDING_VALID = "embedding_valid"
+DATA_EMBEDDING_VALID = types.DATA_EMBEDDING_VALID
 UNKNOWN = "unknown"
 #: The label of a track without any result yet.
 NO_LABEL = ""
@@ -186,6 +186,7 @@ class Labeler:
         self.model = ClipModel.load(
             self.cfg.model,
             device=self.cfg.device,
+            intra_op_num_threads=self.cfg.intra_op_num_threads,
             metrics=self.metrics,
             logit_scale=self.cfg.logit_scale,
             crop_mode=self.cfg.crop_mode,
@@ -431,7 +432,18 @@ class Labeler:
             q.busy = True
             return batch
 
+    def _lower_priority(self) -> None:
+        """Run the encoder at a lower CPU priority than detection (Linux: per thread)."""
+        if not self.cfg.nice:
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.cfg.nice)
+        except (AttributeError, OSError) as e:
+            log.warning("labeler: cannot lower the worker's priority: %s", e)
+            self.metrics.inc("edgewatch_fallbacks_total", stage="labeler", reason="nice")
+
     def _run(self) -> None:
+        self._lower_priority()
         while (batch := self._take()) is not None:
             try:
                 self._encode_batch(batch)

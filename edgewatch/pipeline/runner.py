@@ -81,6 +81,12 @@ class _SourceRun:
     generation: int = 0
     last_wall: float = 0.0
     fps_window: list[float] = field(default_factory=list)
+    #: Events waiting for the frames read before them: (frames_in at the event, event).
+    pending_events: list[tuple[int, SourceEvent]] = field(default_factory=list)
+
+    def settled(self) -> int:
+        """Frames read so far that are published or dropped (no longer in flight)."""
+        return self.frames_out + self.queue.dropped
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ class Pipeline:
         self._ready = threading.Condition()
         self._sources: dict[str, _SourceRun] = {}
         self._sources_lock = threading.Lock()
+        self._events_lock = threading.Lock()
         self._sinks: list[SinkWorker] = []
         self._sinks_stopped = False
         self._threads: list[threading.Thread] = []
@@ -255,6 +262,8 @@ class Pipeline:
             if run.thread is not None:
                 run.thread.join(max(0.1, deadline - time.monotonic()))
         self._elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
+        for run in runs:
+            self._flush_events(run, force=True)
         self._stop_sinks(max(deadline, time.monotonic() + 2.0))
         if self._labeler is not None:
             self._labeler.stop()
@@ -286,8 +295,24 @@ class Pipeline:
     # ------------------------------------------------------------------ sources
 
     def _on_event(self, ev: SourceEvent) -> None:
+        """Publish a source event after the frames that were read before it."""
+        with self._sources_lock:
+            run = self._sources.get(ev.source_id)
+        if run is not None:
+            with self._events_lock:
+                if run.pending_events or run.settled() < run.frames_in:
+                    run.pending_events.append((run.frames_in, ev))
+                    return
+        self._publish_event(ev)
+
+    def _publish_event(self, ev: SourceEvent) -> None:
         for w in self._sinks:
             w.submit(ev)
+
+    def _flush_events(self, run: _SourceRun, force: bool = False) -> None:
+        with self._events_lock:
+            while run.pending_events and (force or run.pending_events[0][0] <= run.settled()):
+                self._publish_event(run.pending_events.pop(0)[1])
 
     def _source_loop(self, run: _SourceRun) -> None:
         src, q = run.source, run.queue
@@ -467,6 +492,8 @@ class Pipeline:
             self.metrics.observe("edgewatch_stage_seconds", timing[stage] / 1000, stage=stage)
         if run is not None:
             run.frames_out += 1
+            if run.pending_events:
+                self._flush_events(run)
             now = time.monotonic()
             run.fps_window.append(now)
             while run.fps_window and now - run.fps_window[0] > 5.0:
@@ -501,6 +528,7 @@ class Pipeline:
                 run.stop.set()
                 if run.thread is not None:
                     run.thread.join(self.cfg.shutdown_timeout)
+                self._flush_events(run, force=True)
                 with self._sources_lock:
                     self._sources.pop(sid, None)
                 log.info("reload: source %s stopped", sid)

@@ -26,6 +26,7 @@ import logging
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -199,8 +200,10 @@ class LiveSource(Source):
                 self.reconnects += 1
                 self.metrics.inc("edgewatch_reconnects_total", source=self.id)
         except Exception as exc:  # the worker must never die silently
-            log.exception("source %s: worker crashed", self.id)
-            self._put(SourceError(f"source {self.id}: worker crashed: {mask(str(exc))}"))
+            # The traceback is masked too: library messages may quote the URI.
+            trace = mask("".join(traceback.format_exception(exc)))
+            log.error("source %s: worker crashed:\n%s", self.id, trace)
+            self._put(SourceError(f"source {self.id}: worker crashed: {mask(repr(exc))}"))
         finally:
             if self._stopping():
                 self.set_state(SourceState.STOPPED, "stopped")

@@ -44,7 +44,13 @@ class _Dets:
         n = len(detections)
         self.xyxy = np.asarray(detections.xyxy, dtype=np.float64).reshape(-1, 4)
         conf = detections.confidence
-        self.score = np.ones(n) if conf is None else np.asarray(conf, dtype=np.float64)
+        score = np.ones(n) if conf is None else np.array(conf, dtype=np.float64)
+        # Empty or non-finite boxes cannot be tracked (the Kalman noise scales
+        # with the box size): a score of -1 keeps them out of every stage.
+        size = self.xyxy[:, 2:] - self.xyxy[:, :2]
+        bad = ~(np.isfinite(self.xyxy).all(axis=1) & (size > 0).all(axis=1))
+        score[bad] = -1.0
+        self.score = score
         cls = detections.class_id
         self.class_id = (
             np.zeros(n, dtype=np.int64) if cls is None else np.asarray(cls, dtype=np.int64)

@@ -191,14 +191,18 @@ def test_complete_part_with_416_is_verified(server, tmp_path: Path) -> None:
     assert (tmp_path / "det" / "det.onnx").read_bytes() == PAYLOAD
 
 
-@pytest.mark.parametrize("preexisting_part", [False, True])
-def test_checksum_mismatch_leaves_nothing(server, tmp_path: Path, preexisting_part: bool) -> None:
+@pytest.mark.parametrize(("preexisting_part", "stale_final"),
+                         [(False, False), (True, False), (False, True)])
+def test_checksum_mismatch_leaves_nothing(server, tmp_path: Path, preexisting_part: bool,
+                                          stale_final: bool) -> None:
     base, _ = server
     bad = hashlib.sha256(b"something else").hexdigest()
     part = tmp_path / "det" / "det.onnx.part"
+    part.parent.mkdir(parents=True)
     if preexisting_part:
-        part.parent.mkdir(parents=True)
         part.write_bytes(PAYLOAD[:1000])
+    if stale_final:  # a corrupt file in the cache must not survive a failed re-download
+        (tmp_path / "det" / "det.onnx").write_bytes(b"stale")
     with pytest.raises(ChecksumError, match=f"expected {bad}, got {SHA}"):
         fetch_model("det", tmp_path, registry=_registry(base, sha=bad), progress=False)
     assert not (tmp_path / "det" / "det.onnx").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import supervision as sv
 from scenes import Scene, crossing, crowd, flicker, occlusion, pan
 
 from edgewatch.config import BotSortConfig, ByteTrackConfig, NoTrackerConfig
+from edgewatch.metrics import Metrics
 from edgewatch.trackers import PassThrough, build_tracker
 from edgewatch.trackers.base import Tracker
+from edgewatch.trackers.botsort import BotSort
 from edgewatch.trackers.mot import evaluate, read_sequence, run_tracker
 from edgewatch.types import DATA_EMBEDDING, DATA_LABEL
 
@@ -295,3 +298,49 @@ def _swap_run(cfg: ByteTrackConfig | BotSortConfig) -> dict[str, float]:
 )
 def test_appearance_resolves_a_swap(cfg: ByteTrackConfig | BotSortConfig, switches: int) -> None:
     assert _swap_run(cfg)["num_switches"] == switches
+
+
+def test_reid_without_embeddings_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    t = build_tracker(BotSortConfig(gmc_method="none", with_reid=True), 30.0, metrics, "cam")
+    with caplog.at_level(logging.WARNING, logger="edgewatch.trackers.botsort"):
+        for f in range(3):
+            d = sv.Detections(
+                xyxy=np.array([[10 + f, 10, 40 + f, 90]], dtype=np.float32),
+                confidence=np.array([0.9], dtype=np.float32),
+                class_id=np.zeros(1, dtype=np.int64),
+            )
+            assert t.update(d).tracker_id.tolist() == [1]
+        t.update(sv.Detections.empty())  # nothing to embed: no fallback
+    assert len([r for r in caplog.records if "matching by IoU only" in r.message]) == 1
+    assert 'edgewatch_fallbacks_total{source="cam",stage="reid"} 3' in metrics.render()
+
+
+def test_zero_embeddings_are_ignored() -> None:
+    """Rows of zeros (no embedding yet, as the labeler sends them) give no appearance match."""
+    t = build_tracker(BotSortConfig(gmc_method="none", with_reid=True), 30.0)
+    d = sv.Detections(
+        xyxy=np.array([[10, 10, 40, 90]], dtype=np.float32),
+        confidence=np.array([0.9], dtype=np.float32),
+        class_id=np.zeros(1, dtype=np.int64),
+        data={DATA_EMBEDDING: np.zeros((1, 4), dtype=np.float32)},
+    )
+    t.update(d)
+    assert isinstance(t, BotSort)
+    assert [tr.embedding for tr in t.book.tracked] == [None]
+
+
+def test_degenerate_boxes_are_not_tracked(make: Callable[..., Tracker]) -> None:
+    t = make(track_high_thresh=0.0, track_low_thresh=0.0, new_track_thresh=0.0)
+    for f in range(3):
+        d = sv.Detections(
+            xyxy=np.array(
+                [[10, 10, 10, 50], [20, 20, 60, 20], [5, 5, 0, 0], [100 + f, 10, 130 + f, 90]],
+                dtype=np.float32,
+            ),
+            confidence=np.full(4, 0.9, dtype=np.float32),
+            class_id=np.zeros(4, dtype=np.int64),
+        )
+        out = t.update(d)
+        np.testing.assert_array_equal(out.xyxy, d.xyxy[3:])  # only the real box
+        assert out.tracker_id.tolist() == [1]

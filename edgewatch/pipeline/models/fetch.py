@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from edgewatch import __version__
 from edgewatch.errors import ModelError
@@ -152,13 +152,17 @@ def download_file(
         if sha256_file(target) == rf.sha256:
             log.info("%s: already present, checksum ok", target)
             return FetchedFile(target, target.stat().st_size, cached=True, resumed=False)
-        log.warning("%s: present but its SHA-256 differs from the registry; downloading again",
-                    target)
+        log.warning("%s: present but its SHA-256 differs from the registry; removed, "
+                    "downloading again", target)
+        target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     url = resolve_url(rf.url, mirror)
-    resumed = _transfer(url, part, rf.size, timeout, _progress_fn(progress, target.name,
-                                                                   on_progress))
+    bar = _Progress(progress, target.name, on_progress)
+    try:
+        resumed = _transfer(url, part, rf.size, timeout, bar)
+    finally:
+        bar.close()
     digest = sha256_file(part)
     if digest != rf.sha256:
         part.unlink(missing_ok=True)
@@ -178,26 +182,29 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _progress_fn(show: bool, label: str, extra: ProgressFn | None) -> ProgressFn | None:
-    """A callback driving a tqdm bar (when ``show``) and/or ``extra``."""
-    bar_holder: list[object] = []
+class _Progress:
+    """Calls ``extra(done, total)`` and, when ``show``, drives a tqdm bar on stderr."""
 
-    def update(done: int, total: int | None) -> None:
-        if extra is not None:
-            extra(done, total)
-        if not show:
+    def __init__(self, show: bool, label: str, extra: ProgressFn | None) -> None:
+        self._show, self._label, self._extra = show, label, extra
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._extra is not None:
+            self._extra(done, total)
+        if not self._show:
             return
-        from tqdm import tqdm
+        if self._bar is None:
+            from tqdm import tqdm
 
-        if not bar_holder:
-            bar_holder.append(tqdm(total=total, initial=done, unit="B", unit_scale=True,
-                                   unit_divisor=1024, desc=label, file=sys.stderr, leave=True))
-        bar = bar_holder[0]
-        bar.update(done - bar.n)  # type: ignore[attr-defined]
-        if total is not None and done >= total:
-            bar.close()  # type: ignore[attr-defined]
+            self._bar = tqdm(total=total, initial=done, unit="B", unit_scale=True,
+                             unit_divisor=1024, desc=self._label, file=sys.stderr, leave=True)
+        self._bar.update(done - self._bar.n)
 
-    return update if (show or extra is not None) else None
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _request(url: str, offset: int) -> urllib.request.Request:

@@ -529,13 +529,14 @@ def quantize_yolo(
             len(excluded),
         )
         _calibrate(graph, dst, ref, sample.calib, excluded, method, per_channel)
-    q = onnx.load(str(dst))
-    meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    original = onnx.load(str(src), load_external_data=False)
     extra = {"quantization": f"int8 static QDQ ({method}, {len(sample.calib)} frames "
                              f"of {Path(source).name})"}
-    if (args := _args_with(meta.get("args"), int8=True, half=False)) is not None:
+    old_args = next((p.value for p in original.metadata_props if p.key == "args"), None)
+    if (args := _args_with(old_args, int8=True, half=False)) is not None:
         extra["args"] = args
-    _copy_metadata(onnx.load(str(src), load_external_data=False), q, extra)
+    q = onnx.load(str(dst))
+    _copy_metadata(original, q, extra)
     onnx.save(q, str(dst))
     report = _evaluate(src, dst, ref, sample, excluded, conf, iou, names, was_fp16)
     return report
