@@ -8,12 +8,12 @@ is an error, so CI can never pass by skipping them.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from edgewatch.samples import default_dir
+from netutil import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 _FALLBACKS = {
@@ -57,12 +57,6 @@ def vtest_frames(vtest_path: Path) -> list:
             if len(frames) == 60:
                 break
     return frames
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import free_port
+from netutil import free_port
 from edgewatch.config import parse_config
 from edgewatch.pipeline.runner import Pipeline
 from pipeline.yolo_onnx_builders import build_model, detect_output, ultralytics_metadata

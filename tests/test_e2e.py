@@ -19,7 +19,7 @@ import av
 import pytest
 import zmq
 
-from conftest import free_port
+from netutil import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "edgewatch" / "schema" / "wire-v1.schema.json"

@@ -29,7 +29,11 @@ CHECK = (
 )
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (a plain function, as in tests/conftest.py).
+
+    ``from conftest import free_port`` may resolve to this module from tests/sources/.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -126,7 +130,7 @@ class RtspServer:
 @pytest.fixture
 def rtsp_server(gst_available: None, rtsp_frames: str) -> Iterator[RtspServer]:
     """A started server on a free loopback port, no auth; killed after the test."""
-    server = RtspServer(_free_port(), rtsp_frames)
+    server = RtspServer(free_port(), rtsp_frames)
     server.start()
     yield server
     server.kill()
@@ -135,12 +139,7 @@ def rtsp_server(gst_available: None, rtsp_frames: str) -> Iterator[RtspServer]:
 @pytest.fixture
 def rtsp_auth_server(gst_available: None, rtsp_frames: str) -> Iterator[RtspServer]:
     """A started server that asks for basic auth (user ``viewer``, password ``Zq8-secret``)."""
-    server = RtspServer(_free_port(), rtsp_frames, user="viewer", password="Zq8-secret")
+    server = RtspServer(free_port(), rtsp_frames, user="viewer", password="Zq8-secret")
     server.start()
     yield server
     server.kill()
-
-
-@pytest.fixture
-def free_port() -> int:
-    return _free_port()
