@@ -8,7 +8,9 @@
    (update including GMC), 30 objects;
 3. HOTA / MOTA / IDF1 / ID switches of every tracker on the synthetic scenes of
    tests/trackers/scenes.py, side by side with supervision's ``sv.ByteTrack``
-   on the same detections (when supervision provides it).
+   on the same detections (when supervision provides it: 0.31 no longer does;
+   run it from a separate venv with ``supervision==0.25.1`` and edgewatch's
+   dependencies, e.g. ``PYTHONPATH=. /tmp/peers/bin/python scripts/bench_trackers.py``).
 
 Times are wall-clock medians and 95th percentiles in milliseconds per frame.
 """

@@ -237,3 +237,24 @@ def test_slow_subscriber_does_not_stall(tmp_path: Path, clip: Path, tiny_model: 
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len([m for m in lines if m["type"] == "frame"]) == 300
     assert s.drops.get("sink:zmq", 0) > 0, s.drops
+
+
+def test_sixteen_sources_one_process(clip: Path, tiny_model: Path) -> None:
+    sources = "\n".join(
+        f"  - {{id: cam{i:02d}, uri: '{clip}', realtime: true, loop: true, fps: 5}}"
+        for i in range(16)
+    )
+    cfg = parse_config(f"sources:\n{sources}\ndetector: {{model: '{tiny_model}'}}\n")
+    seen: dict[str, list[list[int]]] = {}
+    pipe = Pipeline(cfg, on_result=lambda r: seen.setdefault(r.frame.source_id, []).append(
+        [int(t) for t in r.detections.tracker_id]))
+    pipe.start()
+    time.sleep(8)
+    pipe.stop()
+    pipe.shutdown()
+    assert sorted(seen) == [f"cam{i:02d}" for i in range(16)]
+    for sid, ids in seen.items():
+        # fps: 5 of a 10 fps clip, for ~8 s: about 40 frames each, never 80.
+        assert 15 <= len(ids) <= 48, (sid, len(ids))
+        # Per-source trackers: every source numbers its own two tracks from 1.
+        assert ids[-1] == [1, 2], (sid, ids[-1])

@@ -96,6 +96,19 @@ def test_info_text(tmp_path: Path, capsys: pytest.CaptureFixture[str], batch: in
         assert line in lines
 
 
+def test_info_wraps_many_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = {i: f"class{i:02d}" for i in range(80)}
+    meta = DETECT_META | {"names": repr(names)}
+    path = build_info_model(tmp_path / "m.onnx", 1, meta, [("output0", [1, 84, 2100])])
+    assert main(["models", "info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("classes:  80: 0=class00"))
+    block = [lines[start][10:]]
+    block += [x[10:] for x in lines[start + 1 :] if x.startswith("          ")]
+    assert all(len(x) <= 90 for x in block)
+    assert " ".join(block) == "80: " + ", ".join(f"{i}=class{i:02d}" for i in range(80))
+
+
 def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = build_info_model(tmp_path / "m.onnx", 1, DETECT_META, [("output0", [1, 6, 2100])])
     assert main(["models", "info", str(path), "--json"]) == 0

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from typing import Any
 
+from edgewatch.errors import ModelError
 from edgewatch.pipeline.models.onnx import ModelInfo, TensorSpec, read_model_info
 
 
@@ -64,6 +66,15 @@ def register(sub: Any) -> None:
     f.set_defaults(func=cmd_fp32)
 
 
+def _need_onnx() -> None:
+    """The ``onnx`` package is an extra (``edgewatch[quantize]``): say so clearly."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ModelError("this command needs the 'onnx' package: "
+                         "pip install 'edgewatch[quantize]'") from None
+
+
 def _positive(text: str) -> int:
     v = int(text)
     if v < 1:
@@ -104,10 +115,12 @@ def info_dict(info: ModelInfo) -> dict[str, Any]:
 def format_info(info: ModelInfo) -> str:
     """The ``models info`` text: one ``key: value`` per line, tensors and metadata indented."""
     names = ", ".join(f"{k}={v}" for k, v in sorted(info.names.items())) or "(none in metadata)"
+    classes = textwrap.wrap(f"{len(info.names)}: {names}", 90) or [""]
     lines = [
         f"model:    {info.path}",
         f"task:     {info.task or '(not in metadata)'}",
-        f"classes:  {len(info.names)}: {names}",
+        f"classes:  {classes[0]}",
+        *(f"          {more}" for more in classes[1:]),
         f"imgsz:    {'x'.join(map(str, info.imgsz)) if info.imgsz else '(dynamic)'} (h x w)",
         f"stride:   {info.stride}",
         f"batch:    {info.batch if info.batch is not None else 'dynamic'}",
@@ -126,6 +139,7 @@ def format_info(info: ModelInfo) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    _need_onnx()
     info = read_model_info(args.model)
     print(json.dumps(info_dict(info), indent=2) if args.json else format_info(info))
     return 0
@@ -162,6 +176,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace) -> int:
     from edgewatch.pipeline.models.quantize import quantize_yolo
 
+    _need_onnx()
     r = quantize_yolo(
         args.model, args.calibrate, args.out, frames=args.frames, eval_frames=args.eval_frames,
         method=args.method, per_channel=not args.per_tensor, conf=args.conf,
@@ -197,6 +212,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_fp32(args: argparse.Namespace) -> int:
     from edgewatch.pipeline.models.quantize import convert_to_fp32
 
+    _need_onnx()
     r = convert_to_fp32(args.model, args.out)
     if r.tensors == 0 and r.casts_retargeted == 0:
         print(f"{args.model} has no float16 tensors; wrote an unchanged copy to {r.output}")

@@ -139,6 +139,8 @@ def _dense_reference(protos, coefs, boxes, shape):
         ((480, 640), (80, 80)),
         ((1080, 1920), (160, 160)),
         ((1920, 1080), (160, 160)),
+        ((1079, 1913), (160, 160)),  # sizes sharing no period with the prototypes
+        ((577, 769), (160, 160)),
         ((48, 64), (8, 8)),
     ],
 )
@@ -154,9 +156,31 @@ def test_protos_to_masks_matches_dense_upsampling(shape, proto_hw) -> None:
     got = protos_to_masks(protos, coefs, boxes, shape)
     assert got.shape == (5, h, w) and got.dtype == bool
     for k, (logit, want) in enumerate(_dense_reference(protos, coefs, boxes, shape)):
-        differ = got[k] != want
-        # only pixels whose logit is ~0 may flip between the two float orders
-        assert not (differ & (np.abs(logit) > 1e-3)).any()
+        # block-wise resizing gives exactly the full-frame resize
+        np.testing.assert_array_equal(got[k], want)
+        # and that is torch's interpolate(align_corners=False), up to float rounding
+        torch_like = _torch_bilinear(protos, coefs[k], shape)
+        assert np.abs(torch_like - logit).max() < 1e-4
+
+
+def _torch_bilinear(protos, coef, shape):
+    """Un-padded logits upsampled with torch's align_corners=False formula."""
+    h, w = shape
+    _, mh, mw = protos.shape
+    gain = min(mh / h, mw / w)
+    pw, ph = (mw - w * gain) / 2, (mh - h * gain) / 2
+    top, left = round(ph - 0.1), round(pw - 0.1)
+    m = np.tensordot(coef, protos, 1)[top : mh - round(ph + 0.1), left : mw - round(pw + 0.1)]
+
+    def taps(n_out, n_in):
+        src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0)
+        i0 = np.minimum(src.astype(int), n_in - 1)
+        return i0, np.minimum(i0 + 1, n_in - 1), src - i0
+
+    y0, y1, ly = taps(h, m.shape[0])
+    x0, x1, lx = taps(w, m.shape[1])
+    rows = m[y0] * (1 - ly)[:, None] + m[y1] * ly[:, None]
+    return rows[:, x0] * (1 - lx) + rows[:, x1] * lx
 
 
 def test_protos_to_masks_empty_and_degenerate_box() -> None:

@@ -105,6 +105,21 @@ def test_metadata_fields(tmp_path, meta, field, expected) -> None:
     assert getattr(info, field) == expected
 
 
+@pytest.mark.parametrize(
+    ("meta", "error"),
+    [
+        ({"kpt_shape": "[17]"}, "kpt_shape"),
+        ({"kpt_shape": "[17, 4]"}, "kpt_shape"),
+        ({"stride": "'big'"}, "stride"),
+        ({"imgsz": "[1, 2, 3]"}, "imgsz"),
+        ({"args": "[1]"}, "args"),
+    ],
+)
+def test_malformed_metadata(tmp_path, meta, error) -> None:
+    with pytest.raises(ModelError, match=error):
+        read_model_info(_detect_model(tmp_path, meta=meta))
+
+
 def test_dynamic_batch_is_none(tmp_path) -> None:
     info = read_model_info(_detect_model(tmp_path, batch=None))
     assert info.batch is None

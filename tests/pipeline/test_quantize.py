@@ -337,9 +337,12 @@ def test_agreement_pools_images() -> None:
 # --------------------------------------------------------------------------- end to end
 
 
-def test_quantize_tiny_yolo(tiny_yolo: Path, squares: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("preprocess_graph", [True, False])
+def test_quantize_tiny_yolo(tiny_yolo: Path, squares: Path, tmp_path: Path,
+                            preprocess_graph: bool) -> None:
     out = tmp_path / "tiny_int8.onnx"
-    r = quantize_yolo(tiny_yolo, squares, out, frames=10, eval_frames=6)
+    r = quantize_yolo(tiny_yolo, squares, out, frames=10, eval_frames=6,
+                      preprocess_graph=preprocess_graph)
     assert r.output == out and out.is_file()
     assert set(r.excluded_nodes) == POST_NODES
     assert r.calib_indices == (0, 2, 3, 5, 7, 8, 10, 11, 13, 15)

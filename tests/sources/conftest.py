@@ -30,10 +30,7 @@ CHECK = (
 
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (a plain function, as in tests/conftest.py).
-
-    ``from conftest import free_port`` may resolve to this module from tests/sources/.
-    """
+    """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

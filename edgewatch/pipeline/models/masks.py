@@ -36,51 +36,30 @@ def _proto_crop(mh: int, mw: int, h: int, w: int) -> tuple[int, int, int, int]:
     return top, bottom, left, right
 
 
-def _axis_weights(
-    lo: float, hi: float, size: int, src_size: int
-) -> tuple[slice, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Output pixels ``c`` with ``lo <= c < hi`` (clipped to ``[0, size)``) and their
-    bilinear source taps (i0, i1, weight of i1) as torch ``align_corners=False``."""
-    start, stop = max(math.ceil(lo), 0), min(math.ceil(hi), size)
-    if stop <= start:
-        return None
-    c = np.arange(start, stop, dtype=np.float64)
-    src = np.maximum((c + 0.5) * (src_size / size) - 0.5, 0.0)
-    i0 = np.minimum(src.astype(np.int64), src_size - 1)
-    i1 = np.minimum(i0 + 1, src_size - 1)
-    return slice(start, stop), i0, i1, (src - i0).astype(np.float32)
+def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
+    """Pixels ``c`` with ``lo <= c < hi``, clipped to ``[0, size)``, as ``(start, stop)``."""
+    return max(math.ceil(lo), 0), min(math.ceil(hi), size)
 
 
-_Taps = tuple[slice, np.ndarray, np.ndarray, np.ndarray]
+def _aligned(
+    start: int, stop: int, size: int, period: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """Output block ``[o0, o1)`` covering ``[start, stop)`` plus one period each side,
+    aligned to the resampling period, and the source block ``[s0, s1)`` it maps from.
+
+    With ``period = (p, q)`` (p source pixels <-> q output pixels), resizing the
+    source block alone reproduces the full-frame bilinear resize exactly inside
+    ``[start, stop)``: the block starts on a period boundary, and the extra
+    period keeps every kept pixel's taps inside the block."""
+    p, q = period
+    o0 = max((start // q - 1) * q, 0)
+    o1 = min((-(-stop // q) + 1) * q, size)
+    return o0, o1, o0 // q * p, -(-o1 // q) * p
 
 
-def _instance_mask(
-    cropped: np.ndarray,
-    coef: np.ndarray,
-    rows: _Taps,
-    cols: _Taps,
-    scratch: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """Write one instance's thresholded, upsampled mask into ``out`` (h, w)."""
-    rsl, ry0, ry1, ly = rows
-    csl, cx0, cx1, lx = cols
-    r0, r1 = int(ry0[0]), int(ry1[-1]) + 1
-    c0, c1 = int(cx0[0]), int(cx1[-1]) + 1
-    # einsum, not BLAS: a threaded BLAS on tiny products stalls when the cores
-    # are busy with inference
-    logits = np.einsum("c,chw->hw", coef, cropped[:, r0:r1, c0:c1])
-    # columns first on the small map, then whole-row gathers into the scratch
-    by_col = logits[:, cx0 - c0] * (1.0 - lx) + logits[:, cx1 - c0] * lx
-    shape = (len(ry0), len(cx0))
-    a = scratch[0, : shape[0] * shape[1]].reshape(shape)
-    b = scratch[1, : shape[0] * shape[1]].reshape(shape)
-    np.take(by_col, ry0 - r0, axis=0, out=a)
-    np.take(by_col, ry1 - r0, axis=0, out=b)
-    a *= (1.0 - ly)[:, None]
-    b *= ly[:, None]
-    a += b
-    np.greater(a, 0.0, out=out[rsl, csl])
+def _period(src: int, dst: int) -> tuple[int, int]:
+    g = math.gcd(src, dst)
+    return src // g, dst // g
 
 
 def protos_to_masks(
@@ -93,6 +72,11 @@ def protos_to_masks(
     source pixels (already scaled back and clipped); ``shape``: source
     ``(h, w)``. A pixel (row r, column c) can be set only if
     ``x1 <= c < x2`` and ``y1 <= r < y2`` (Ultralytics ``crop_mask``).
+
+    Per instance only a period-aligned block around its box is computed
+    (logits at prototype resolution, then ``cv2.resize`` bilinear, which maps
+    pixel centres like torch ``interpolate(align_corners=False)``), giving the
+    same pixels as upsampling the whole frame.
     """
     h, w = shape
     n = len(coefs)
@@ -103,21 +87,21 @@ def protos_to_masks(
     top, bottom, left, right = _proto_crop(mh, mw, h, w)
     cropped = protos[:, top:bottom, left:right].astype(np.float32, copy=False)
     ch, cw = cropped.shape[1:]
+    py, px = _period(ch, h), _period(cw, w)
     coefs = np.asarray(coefs, dtype=np.float32)
-    taps = [
-        (
-            _axis_weights(float(b[1]), float(b[3]), h, ch),
-            _axis_weights(float(b[0]), float(b[2]), w, cw),
-        )
-        for b in boxes[:n]
-    ]
-    area = max((len(r[1]) * len(c[1]) for r, c in taps if r and c), default=0)
-    # two float32 buffers reused by every instance: large temporaries would be
-    # page-faulted in again for each one
-    scratch = np.empty((2, area), dtype=np.float32)
-    for k, (rows, cols) in enumerate(taps):
-        if rows is not None and cols is not None:
-            _instance_mask(cropped, coefs[k], rows, cols, scratch, out[k])
+    for k in range(n):
+        x1, y1, x2, y2 = (float(v) for v in boxes[k])
+        ya, yb = _span(y1, y2, h)
+        xa, xb = _span(x1, x2, w)
+        if yb <= ya or xb <= xa:
+            continue
+        oy0, oy1, sy0, sy1 = _aligned(ya, yb, h, py)
+        ox0, ox1, sx0, sx1 = _aligned(xa, xb, w, px)
+        # einsum, not BLAS: a threaded BLAS on tiny products stalls when the
+        # cores are busy with inference
+        logits = np.einsum("c,chw->hw", coefs[k], cropped[:, sy0:sy1, sx0:sx1])
+        up = cv2.resize(logits, (ox1 - ox0, oy1 - oy0), interpolation=cv2.INTER_LINEAR)
+        np.greater(up[ya - oy0 : yb - oy0, xa - ox0 : xb - ox0], 0.0, out=out[k, ya:yb, xa:xb])
     return out
 
 

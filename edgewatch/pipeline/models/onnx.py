@@ -189,9 +189,20 @@ def build_model_info(
         h, w = _static(first.shape[2]), _static(first.shape[3])
         imgsz = (h, w) if h and w else None
     kpt = _literal(meta.get("kpt_shape"), "kpt_shape", path)
-    kpt_shape = (int(kpt[0]), int(kpt[1])) if kpt else None
+    if kpt is not None and not (
+        isinstance(kpt, list | tuple)
+        and len(kpt) == 2
+        and all(isinstance(v, int) for v in kpt)
+        and kpt[1] in (2, 3)
+    ):
+        raise ModelError(f"{path}: metadata 'kpt_shape' must be [K, 2 or 3], got {kpt!r:.80}")
+    kpt_shape = (kpt[0], kpt[1]) if kpt else None
     stride_val = _literal(meta.get("stride"), "stride", path)
-    stride = int(max(stride_val)) if isinstance(stride_val, list | tuple) else int(stride_val or 32)
+    if isinstance(stride_val, list | tuple) and stride_val:
+        stride_val = max(stride_val)
+    if not isinstance(stride_val, int | float | type(None)):
+        raise ModelError(f"{path}: metadata 'stride' must be a number, got {stride_val!r:.80}")
+    stride = int(stride_val or 32)
     batch = _static(first.shape[0]) if first.shape else None
     half = _truthy(args.get("half", False)) or first.dtype == "float16"
     end2end = _truthy(meta.get("end2end", False)) or _truthy(args.get("nms", False))

@@ -452,7 +452,7 @@ class YoloDetector:
         # Extra rows after the class scores, whatever the task asked for: a
         # segment or pose model run as plain detect still carries them.
         nm = outs[proto].shape[1] if proto is not None else 0
-        extra: ew_onnx.Dim = nm if isinstance(nm, int) else None
+        extra: int | None = nm if isinstance(nm, int) else None  # None: symbolic dim
         if kpt is not None and extra is not None:
             extra += kpt[0] * kpt[1]
         end2end = info.end2end
@@ -462,7 +462,7 @@ class YoloDetector:
             self._check_nc(outs[det].shape, extra)
         return _Layout(task, end2end, det, proto, kpt)
 
-    def _check_nc(self, shape: tuple[ew_onnx.Dim, ...], extra: ew_onnx.Dim) -> None:
+    def _check_nc(self, shape: tuple[ew_onnx.Dim, ...], extra: int | None) -> None:
         channels = shape[1]
         if not isinstance(channels, int) or not isinstance(extra, int):
             return
