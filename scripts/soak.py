@@ -60,9 +60,20 @@ def _frames(video: Path, out: Path) -> str:
 
 def _server(port: int, frames: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        ["/usr/bin/python3", str(SERVER), "--port", str(port), "--path", "/cam",
-         "--frames", frames, "--fps", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        [
+            "/usr/bin/python3",
+            str(SERVER),
+            "--port",
+            str(port),
+            "--path",
+            "/cam",
+            "--frames",
+            frames,
+            "--fps",
+            "10",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != b"READY":
@@ -76,8 +87,11 @@ def _tiny_model(d: Path) -> Path:
 
     boxes = np.array([[100, 100, 40, 80], [200, 150, 50, 90]], np.float32)
     scores = np.array([[0.9, 0.0], [0.8, 0.0]], np.float32)
-    return build_model(d / "tiny.onnx", {"output0": detect_output(boxes, scores, 2100)},
-                       metadata=ultralytics_metadata())
+    return build_model(
+        d / "tiny.onnx",
+        {"output0": detect_output(boxes, scores, 2100)},
+        metadata=ultralytics_metadata(),
+    )
 
 
 def main() -> int:
@@ -87,12 +101,12 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=None)
     args = ap.parse_args()
 
+    import logging
+
     from edgewatch.config import parse_config
     from edgewatch.logsetup import setup_logging
     from edgewatch.pipeline.runner import Pipeline
     from edgewatch.samples import fetch_samples
-
-    import logging
 
     setup_logging(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -129,12 +143,18 @@ def main() -> int:
                     server = _server(port, frames)
                     restarts += 1
                     next_restart = now + args.restart_every * 60
-                row = ((now - start) / 60, _rss_mb(), threading.active_count(),
-                       len(os.listdir("/proc/self/fd")))
+                row = (
+                    (now - start) / 60,
+                    _rss_mb(),
+                    threading.active_count(),
+                    len(os.listdir("/proc/self/fd")),
+                )
                 samples.append(row)
                 total = sum(pipe.summary().frames.values())
-                print(f"{row[0]:6.1f} {row[1]:8.1f} {row[2]:8d} {row[3]:5d} {total:8d} {restarts}",
-                      flush=True)
+                print(
+                    f"{row[0]:6.1f} {row[1]:8.1f} {row[2]:8d} {row[3]:5d} {total:8d} {restarts}",
+                    flush=True,
+                )
         finally:
             pipe.stop()
             pipe.shutdown()

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
+from netutil import free_port
 
 from edgewatch.samples import default_dir
-from netutil import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 _FALLBACKS = {
@@ -63,4 +63,3 @@ def vtest_frames(vtest_path: Path) -> list:
 def port() -> int:
     """A free TCP port on 127.0.0.1."""
     return free_port()
-

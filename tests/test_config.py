@@ -39,17 +39,38 @@ def _cfg(base: dict[str, str], extra: str = "", source_extra: str = "", det_extr
     ("extra", "source_extra", "det_extra", "expected"),
     [
         ("", "    bogus: 1\n", "", "c.yaml:4 sources[0].bogus: unknown key"),
-        ("", "", "  conf: 1.5\n", "c.yaml:6 detector.conf: Input should be less than or equal to 1"),
+        (
+            "",
+            "",
+            "  conf: 1.5\n",
+            "c.yaml:6 detector.conf: Input should be less than or equal to 1",
+        ),
         ("", "", "  device: gpu\n", "c.yaml:6 detector.device: String should match pattern"),
-        ("sinks:\n  - {type: jsonl, path: a}\n  - {type: video}\n", "", "",
-         "c.yaml:8 sinks[1].path: Field required"),
-        ("sinks:\n  - {type: jsonl, path: a, colour: red}\n", "", "",
-         "c.yaml:7 sinks[0].colour: unknown key"),
+        (
+            "sinks:\n  - {type: jsonl, path: a}\n  - {type: video}\n",
+            "",
+            "",
+            "c.yaml:8 sinks[1].path: Field required",
+        ),
+        (
+            "sinks:\n  - {type: jsonl, path: a, colour: red}\n",
+            "",
+            "",
+            "c.yaml:7 sinks[0].colour: unknown key",
+        ),
         ("sinks:\n  - {type: kafka}\n", "", "", "c.yaml:7 sinks[0]: Input tag 'kafka'"),
-        ("tracker:\n  type: botsort\n  gmc_method: magic\n", "", "",
-         "c.yaml:8 tracker.gmc_method: Input should be"),
-        ("tracker:\n  type: bytetrack\n  track_buffer: -1\n", "", "",
-         "c.yaml:8 tracker.track_buffer: Input should be greater than or equal to 1"),
+        (
+            "tracker:\n  type: botsort\n  gmc_method: magic\n",
+            "",
+            "",
+            "c.yaml:8 tracker.gmc_method: Input should be",
+        ),
+        (
+            "tracker:\n  type: bytetrack\n  track_buffer: -1\n",
+            "",
+            "",
+            "c.yaml:8 tracker.track_buffer: Input should be greater than or equal to 1",
+        ),
         ("health:\n  listen: x\n  extra: 1\n", "", "", "c.yaml:8 health.extra: unknown key"),
         ("", "    id: dup\n", "", "c.yaml:4: invalid YAML: duplicate key 'id'"),
         ("surprise: 1\n", "", "", "c.yaml:6 surprise: unknown key"),
@@ -75,9 +96,9 @@ def test_errors_name_line_and_path(base, extra, source_extra, det_extra, expecte
 def test_more_errors(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse_config(text, name="c.yaml")
-    assert expected in str(e.value) or expected.replace("Value error", "uri: file not found") in str(
-        e.value
-    ), str(e.value)
+    assert expected in str(e.value) or expected.replace(
+        "Value error", "uri: file not found"
+    ) in str(e.value), str(e.value)
 
 
 def test_missing_file_is_named(base) -> None:
@@ -102,7 +123,7 @@ def test_env_interpolation_and_secret(base, monkeypatch) -> None:
 def test_unset_env_is_an_error(base, monkeypatch) -> None:
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     text = _cfg(base, det_extra="  device: ${NOPE_NOT_SET}\n")
-    with pytest.raises(ConfigError, match="detector.device: environment variable NOPE_NOT_SET"):
+    with pytest.raises(ConfigError, match=r"detector\.device: environment variable NOPE_NOT_SET"):
         parse_config(text, name="c.yaml")
     cfg = parse_config(_cfg(base, det_extra="  device: ${NOPE_NOT_SET:-cpu}\n"))
     assert cfg.detector.device == "cpu"

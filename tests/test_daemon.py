@@ -18,11 +18,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from netutil import free_port
+from pipeline.yolo_onnx_builders import build_model, detect_output, ultralytics_metadata
+
 from edgewatch.config import parse_config
 from edgewatch.pipeline.runner import Pipeline
-from pipeline.yolo_onnx_builders import build_model, detect_output, ultralytics_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +33,9 @@ def tiny_model(tmp_path_factory) -> Path:
     boxes = np.array([[100, 100, 40, 80], [200, 150, 50, 90]], np.float32)
     scores = np.array([[0.9, 0.0], [0.8, 0.0]], np.float32)
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    return build_model(path, {"output0": detect_output(boxes, scores, 2100)},
-                       metadata=ultralytics_metadata())
+    return build_model(
+        path, {"output0": detect_output(boxes, scores, 2100)}, metadata=ultralytics_metadata()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def clip(tmp_path_factory, vtest_path: Path) -> Path:
 
 def _get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=5) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -137,15 +138,27 @@ def test_sighup_adds_removes_and_refuses(tmp_path: Path, clip: Path, tiny_model:
     port = free_port()
     cfg = tmp_path / "p.yaml"
     _write(cfg, clip, tiny_model, ["a", "b"], port)
-    proc = subprocess.Popen([sys.executable, "-m", "edgewatch", "run", str(cfg)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgewatch", "run", str(cfg)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        assert _wait_for(lambda: all(s["frames"] > 0 for s in _sources(port).values()), 60)
+        assert _wait_for(
+            lambda: (
+                set(_sources(port)) == {"a", "b"}
+                and all(s["frames"] > 0 for s in _sources(port).values())
+            ),
+            60,
+        )
         frames_a = _sources(port)["a"]["frames"]
         _write(cfg, clip, tiny_model, ["a", "c"], port)
         proc.send_signal(signal.SIGHUP)
-        assert _wait_for(lambda: set(_sources(port)) == {"a", "c"}
-                         and _sources(port)["c"]["frames"] > 0, 30), _sources(port)
+        assert _wait_for(
+            lambda: set(_sources(port)) == {"a", "c"} and _sources(port)["c"]["frames"] > 0, 30
+        ), _sources(port)
         assert _sources(port)["a"]["frames"] > frames_a  # 'a' never stopped
         cfg.write_text("sources: [\n")  # invalid: refused, the old config keeps running
         proc.send_signal(signal.SIGHUP)
@@ -153,7 +166,7 @@ def test_sighup_adds_removes_and_refuses(tmp_path: Path, clip: Path, tiny_model:
         assert proc.poll() is None
         assert set(_sources(port)) == {"a", "c"}
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -170,12 +183,17 @@ def test_sigterm_during_backoff_exits_in_time(tmp_path: Path, tiny_model: Path) 
         "    reconnect: {initial: 30, max: 60}\n"
         f"detector: {{model: '{tiny_model}'}}\nshutdown_timeout: 3\n"
     )
-    proc = subprocess.Popen([sys.executable, "-m", "edgewatch", "run", str(cfg)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgewatch", "run", str(cfg)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(4)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert time.monotonic() - t0 < 5.0
     assert proc.returncode in (0, 1), err[-2000:]
     assert "refused" in err.lower(), err[-2000:]
@@ -246,8 +264,12 @@ def test_sixteen_sources_one_process(clip: Path, tiny_model: Path) -> None:
     )
     cfg = parse_config(f"sources:\n{sources}\ndetector: {{model: '{tiny_model}'}}\n")
     seen: dict[str, list[list[int]]] = {}
-    pipe = Pipeline(cfg, on_result=lambda r: seen.setdefault(r.frame.source_id, []).append(
-        [int(t) for t in r.detections.tracker_id]))
+    pipe = Pipeline(
+        cfg,
+        on_result=lambda r: seen.setdefault(r.frame.source_id, []).append(
+            [int(t) for t in r.detections.tracker_id]
+        ),
+    )
     pipe.start()
     time.sleep(8)
     pipe.stop()

@@ -18,16 +18,23 @@ from pathlib import Path
 import av
 import pytest
 import zmq
-
 from netutil import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "edgewatch" / "schema" / "wire-v1.schema.json"
 
 
-def _write_config(tmp: Path, video: Path, model: Path, *, frames: int | None = None,
-                  zmq_port: int | None = None, extra_sinks: str = "", tracker: str = "bytetrack",
-                  source_extra: str = "") -> Path:
+def _write_config(
+    tmp: Path,
+    video: Path,
+    model: Path,
+    *,
+    frames: int | None = None,
+    zmq_port: int | None = None,
+    extra_sinks: str = "",
+    tracker: str = "bytetrack",
+    source_extra: str = "",
+) -> Path:
     out = tmp / "out"
     lines = [
         "sources:",
@@ -59,8 +66,14 @@ def _write_config(tmp: Path, video: Path, model: Path, *, frames: int | None = N
 
 
 def _edgewatch(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgewatch", *args], capture_output=True,
-                          text=True, timeout=kw.pop("timeout", 900), cwd=kw.pop("cwd", ROOT), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "edgewatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=kw.pop("timeout", 900),
+        cwd=kw.pop("cwd", ROOT),
+        **kw,
+    )
 
 
 def _video_frames(path: Path) -> int:
@@ -140,7 +153,7 @@ def test_full_vtest_run(tmp_path: Path, vtest_path: Path, detector_path: Path) -
 
     mot = (out / "vtest.txt").read_text().splitlines()
     assert len(mot) == total
-    f, tid, x, y, w, h = mot[0].split(",")[:6]
+    f, _tid, _x, _y, w, h = mot[0].split(",")[:6]
     assert int(f) == 1 and float(w) > 0 and float(h) > 0
 
     assert _video_frames(out / "vtest.mp4") == 795
@@ -151,12 +164,18 @@ def test_full_vtest_run(tmp_path: Path, vtest_path: Path, detector_path: Path) -
 
 
 @pytest.mark.slow
-def test_sigterm_leaves_whole_outputs(tmp_path: Path, vtest_path: Path,
-                                      detector_path: Path) -> None:
+def test_sigterm_leaves_whole_outputs(
+    tmp_path: Path, vtest_path: Path, detector_path: Path
+) -> None:
     cfg = _write_config(tmp_path, vtest_path, detector_path)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "edgewatch", "run", str(cfg), "--no-progress"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgewatch", "run", str(cfg), "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     jsonl = out / "vtest.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -173,10 +192,17 @@ def test_sigterm_leaves_whole_outputs(tmp_path: Path, vtest_path: Path,
     assert len(stdout.splitlines()) >= 1 and f"processed {n} frames" in stdout
 
 
-def test_slice_with_botsort_and_display(tmp_path: Path, vtest_path: Path,
-                                        detector_path: Path, xvfb_display: str) -> None:
-    cfg = _write_config(tmp_path, vtest_path, detector_path, frames=25, tracker="botsort",
-                        extra_sinks="  - {type: display}")
+def test_slice_with_botsort_and_display(
+    tmp_path: Path, vtest_path: Path, detector_path: Path, xvfb_display: str
+) -> None:
+    cfg = _write_config(
+        tmp_path,
+        vtest_path,
+        detector_path,
+        frames=25,
+        tracker="botsort",
+        extra_sinks="  - {type: display}",
+    )
     r = _edgewatch("run", str(cfg), "--no-progress", env={**os.environ, "DISPLAY": xvfb_display})
     assert r.returncode == 0, r.stderr[-3000:]
     msgs = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
@@ -193,8 +219,11 @@ def xvfb_display():
             pytest.fail("Xvfb missing: scripts/ci-deps installs it")
         pytest.skip("Xvfb not installed (apt-get install xvfb)")
     num = 50 + os.getpid() % 40
-    proc = subprocess.Popen(["Xvfb", f":{num}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["Xvfb", f":{num}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
     yield f":{num}"
     proc.terminate()
@@ -246,8 +275,9 @@ def test_not_onnx_model(tmp_path: Path, vtest_path: Path) -> None:
     _no_outputs(tmp_path)
 
 
-def test_model_without_metadata_needs_names(tmp_path: Path, vtest_path: Path,
-                                            detector_path: Path) -> None:
+def test_model_without_metadata_needs_names(
+    tmp_path: Path, vtest_path: Path, detector_path: Path
+) -> None:
     import onnx
 
     m = onnx.load(str(detector_path))
@@ -261,8 +291,9 @@ def test_model_without_metadata_needs_names(tmp_path: Path, vtest_path: Path,
     r = _edgewatch("run", str(cfg), "--set", "detector.names=[person, fallen]", "--no-progress")
     assert r.returncode == 0, r.stderr[-2000:]
     msgs = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
-    names = {o["class_name"] for m in msgs if m.get("type", "frame") == "frame"
-             for o in m["objects"]}
+    names = {
+        o["class_name"] for m in msgs if m.get("type", "frame") == "frame" for o in m["objects"]
+    }
     assert names <= {"person", "fallen"} and names
 
 

@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
+from pipeline.clip_models import TINY, AssetUnavailable, build_clip_dir
 
 from edgewatch.config import parse_config
 from edgewatch.pipeline.runner import Pipeline
 from edgewatch.types import DATA_LABEL
-from pipeline.clip_models import TINY, AssetUnavailable, build_clip_dir
 
 EVERY = 10
 
@@ -29,8 +29,15 @@ def clip_dir() -> Path:
         pytest.skip(f"cannot fetch the OpenAI CLIP vocabulary from PyPI: {e}")
 
 
-def _run(vtest: Path, model: Path, clip: Path, tmp: Path, frames: int, extra: str = "",
-         every: int = EVERY):
+def _run(
+    vtest: Path,
+    model: Path,
+    clip: Path,
+    tmp: Path,
+    frames: int,
+    extra: str = "",
+    every: int = EVERY,
+):
     cfg = parse_config(
         f"sources: [{{id: v, uri: '{vtest}', max_frames: {frames}}}]\n"
         f"detector: {{model: '{model}', conf: 0.35}}\n"
@@ -47,10 +54,17 @@ def _run(vtest: Path, model: Path, clip: Path, tmp: Path, frames: int, extra: st
     return results, summary, pipe.metrics
 
 
-def test_every_track_labeled_within_every_frames(vtest_path, detector_path, clip_dir,
-                                                 tmp_path) -> None:
-    results, summary, metrics = _run(vtest_path, detector_path, clip_dir, tmp_path, 60,
-                                     "  min_score: 0.0\n  max_crops_per_frame: 4\n")
+def test_every_track_labeled_within_every_frames(
+    vtest_path, detector_path, clip_dir, tmp_path
+) -> None:
+    results, summary, metrics = _run(
+        vtest_path,
+        detector_path,
+        clip_dir,
+        tmp_path,
+        60,
+        "  min_score: 0.0\n  max_crops_per_frame: 4\n",
+    )
     assert summary.frames == {"v": 60}
     first_seen: dict[int, int] = {}
     labeled_at: dict[int, int] = {}
@@ -62,8 +76,12 @@ def test_every_track_labeled_within_every_frames(vtest_path, detector_path, clip
             if label and int(tid) not in labeled_at:
                 labeled_at[int(tid)] = r.frame.index
     # Tracks seen long enough to be due a label must have one within `every` frames.
-    due = [t for t, f in first_seen.items() if f + EVERY < 60 and
-           sum(1 for r in results if t in set(r.detections.tracker_id.tolist())) > EVERY]
+    due = [
+        t
+        for t, f in first_seen.items()
+        if f + EVERY < 60
+        and sum(1 for r in results if t in set(r.detections.tracker_id.tolist())) > EVERY
+    ]
     assert len(due) >= 3, first_seen
     for t in due:
         assert t in labeled_at, (t, first_seen[t])
@@ -78,8 +96,13 @@ def test_slow_encoder_drops_and_counts(vtest_path, detector_path, clip_dir, tmp_
     # A queue of 1 and a crop on every frame for every track: the encoder must
     # fall behind, drop the oldest requests, count them, and never stall frames.
     results, summary, metrics = _run(
-        vtest_path, detector_path, clip_dir, tmp_path, 30,
-        "  queue_size: 1\n  batch: 1\n  max_crops_per_frame: 16\n  min_size: 1\n", every=1,
+        vtest_path,
+        detector_path,
+        clip_dir,
+        tmp_path,
+        30,
+        "  queue_size: 1\n  batch: 1\n  max_crops_per_frame: 16\n  min_size: 1\n",
+        every=1,
     )
     assert summary.frames == {"v": 30}
     assert [r.frame.index for r in results] == list(range(30))

@@ -21,8 +21,14 @@ log = logging.getLogger(__name__)
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a pipeline YAML", description=__doc__)
     p.add_argument("config", help="pipeline YAML")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. detector.conf=0.4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. detector.conf=0.4 (repeatable)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
 
@@ -31,8 +37,7 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     _apply_log_config(cfg, args)
     progress = not args.no_progress and sys.stderr.isatty() and not cfg.sources[0].live
-    return run_pipeline(cfg, progress=progress, config_path=args.config,
-                        overrides=args.overrides)
+    return run_pipeline(cfg, progress=progress, config_path=args.config, overrides=args.overrides)
 
 
 def _apply_log_config(cfg: PipelineConfig, args: argparse.Namespace) -> None:
@@ -117,8 +122,16 @@ def print_summary(s: RunSummary) -> None:
     print(f"processed {s.total_frames} frames in {s.elapsed_s:.1f} s ({s.fps:.2f} fps)")
     for sid, n in s.frames.items():
         print(f"  source {sid}: {n} frames")
-    order = ("decode", "preprocess", "inference", "postprocess", "detect", "track", "label",
-             "total")
+    order = (
+        "decode",
+        "preprocess",
+        "inference",
+        "postprocess",
+        "detect",
+        "track",
+        "label",
+        "total",
+    )
     stages = "  ".join(f"{k} {s.stage_ms[k]:.1f}" for k in order if k in s.stage_ms)
     print(f"  ms/frame: {stages}")
     if s.drops:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 import supervision as sv
 
@@ -35,6 +36,14 @@ from edgewatch.sources.base import Source
 from edgewatch.trackers import build_tracker
 from edgewatch.trackers.base import Tracker
 from edgewatch.types import EventKind, Frame, FrameResult, SourceEvent, SourceState
+
+if TYPE_CHECKING:
+    import zmq
+    from tqdm import tqdm
+
+    from edgewatch.health import HealthServer
+    from edgewatch.pipeline.labeler import Labeler
+    from edgewatch.pipeline.models.yolo import Prepared, YoloDetector
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +101,7 @@ class _SourceRun:
 @dataclass(frozen=True)
 class _Work:
     frames: list[Frame]
-    prepared: object
+    prepared: Prepared
     pre_ms: float
 
 
@@ -130,11 +139,11 @@ class Pipeline:
         self._rr = 0
         self._started_at = 0.0
         self._elapsed = 0.0
-        self._detector = None
-        self._labeler = None
-        self._health = None
-        self._zmq_context = None
-        self._bar = None
+        self._detector: YoloDetector | None = None
+        self._labeler: Labeler | None = None
+        self._health: HealthServer | None = None
+        self._zmq_context: zmq.Context[zmq.Socket[bytes]] | None = None
+        self._bar: tqdm[object] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -167,8 +176,11 @@ class Pipeline:
         self._started_at = time.monotonic()
         for scfg in self.cfg.sources:
             self._start_source(scfg)
-        for name, target in (("prep", self._prep_loop), ("infer", self._infer_loop),
-                             ("track", self._track_loop)):
+        for name, target in (
+            ("prep", self._prep_loop),
+            ("infer", self._infer_loop),
+            ("track", self._track_loop),
+        ):
             t = threading.Thread(target=self._guard(target), name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -210,8 +222,9 @@ class Pipeline:
     def _start_source(self, scfg: SourceConfig) -> None:
         policy = Policy.DROP_OLDEST if (scfg.live or scfg.paced) else Policy.BLOCK
         src = build_source(scfg, self.metrics, self._on_event)
-        run = _SourceRun(scfg, src, BoundedQueue(scfg.queue_size, policy, self._ready),
-                         threading.Event())
+        run = _SourceRun(
+            scfg, src, BoundedQueue(scfg.queue_size, policy, self._ready), threading.Event()
+        )
         run.thread = threading.Thread(
             target=self._source_loop, args=(run,), name=f"source-{scfg.id}", daemon=True
         )
@@ -443,7 +456,7 @@ class Pipeline:
                 continue
             if item is _END:
                 break
-            frame, det, timing = item  # type: ignore[misc]
+            frame, det, timing = cast("tuple[Frame, sv.Detections, dict[str, float]]", item)
             self._finish_frame(frame, det, timing)
         self._done.set()
 
@@ -455,8 +468,11 @@ class Pipeline:
         elif frame.generation != run.generation:
             buffer_s = getattr(self.cfg.tracker, "track_buffer", 30) / (frame.fps or 30.0)
             if frame.wall_time - run.last_wall > buffer_s:
-                log.info("source %s: gap of %.1f s after reopening, tracker reset",
-                         frame.source_id, frame.wall_time - run.last_wall)
+                log.info(
+                    "source %s: gap of %.1f s after reopening, tracker reset",
+                    frame.source_id,
+                    frame.wall_time - run.last_wall,
+                )
                 run.tracker.reset()
         run.generation, run.last_wall = frame.generation, frame.wall_time
         return run.tracker
@@ -509,8 +525,13 @@ class Pipeline:
             from tqdm import tqdm
 
             total = sum(getattr(r.source, "total_frames", 0) or 0 for r in self._sources.values())
-            self._bar = tqdm(total=total or None, unit="frame", file=sys.stderr,
-                             dynamic_ncols=True, smoothing=0.1)
+            self._bar = tqdm(
+                total=total or None,
+                unit="frame",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                smoothing=0.1,
+            )
         self._bar.update(1)
 
     # ------------------------------------------------------------------ reload / health
@@ -565,16 +586,21 @@ class Pipeline:
             }
         sinks = {
             w.name: {
-                "state": "error" if w.status.errors and now - w.status.last_error_time < 30
+                "state": "error"
+                if w.status.errors and now - w.status.last_error_time < 30
                 else "ok",
                 "error": w.status.last_error,
-                "drops": int(self.metrics.counter_sum("edgewatch_drops_total",
-                                                      stage=f"sink:{w.name}")),
+                "drops": int(
+                    self.metrics.counter_sum("edgewatch_drops_total", stage=f"sink:{w.name}")
+                ),
             }
             for w in self._sinks
         }
-        status = "ok" if bad == 0 and not self._fatal else ("failing" if bad == len(runs)
-                                                             or self._fatal else "degraded")
+        status = (
+            "ok"
+            if bad == 0 and not self._fatal
+            else ("failing" if bad == len(runs) or self._fatal else "degraded")
+        )
         return {
             "status": status,
             "sources": sources,
@@ -605,4 +631,3 @@ class Pipeline:
             failed_sources={r.cfg.id: r.error for r in runs if r.error},
             error=self._fatal,
         )
-

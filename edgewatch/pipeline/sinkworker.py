@@ -95,8 +95,12 @@ class SinkWorker:
         now = time.monotonic()
         if now - self._last_log > 10.0:
             self._last_log = now
-            log.error("sink %s failed (%d errors so far): %s", self.name, self.status.errors,
-                      self.status.last_error)
+            log.error(
+                "sink %s failed (%d errors so far): %s",
+                self.name,
+                self.status.errors,
+                self.status.last_error,
+            )
 
     def stop(self, deadline: float) -> None:
         """Finish queued items until ``deadline`` (monotonic), then finalize the sink."""
@@ -106,7 +110,9 @@ class SinkWorker:
         if time.monotonic() >= deadline:
             dropped = len(self.queue.drain())
             if dropped:
-                log.warning("sink %s: shutdown deadline, %d results not written", self.name, dropped)
+                log.warning(
+                    "sink %s: shutdown deadline, %d results not written", self.name, dropped
+                )
         self.queue.put(_END)
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():

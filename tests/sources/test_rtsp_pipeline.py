@@ -19,11 +19,11 @@ import av
 import numpy as np
 import pytest
 import zmq
-
 from netutil import free_port as _port
+from pipeline.yolo_onnx_builders import build_model, detect_output, ultralytics_metadata
+
 from edgewatch.config import parse_config
 from edgewatch.pipeline.runner import Pipeline
-from pipeline.yolo_onnx_builders import build_model, detect_output, ultralytics_metadata
 
 pytestmark = pytest.mark.rtsp
 
@@ -33,8 +33,9 @@ def tiny_model(tmp_path_factory) -> Path:
     boxes = np.array([[100, 100, 40, 80], [200, 150, 50, 90]], np.float32)
     scores = np.array([[0.9, 0.0], [0.8, 0.0]], np.float32)
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    return build_model(path, {"output0": detect_output(boxes, scores, 2100)},
-                       metadata=ultralytics_metadata())
+    return build_model(
+        path, {"output0": detect_output(boxes, scores, 2100)}, metadata=ultralytics_metadata()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +121,9 @@ def test_camera_restart_inside_pipeline(rtsp_server, tiny_model, small_clip, tmp
         ids_before = frames["cam"][-1][2]
         rtsp_server.kill()
         t_kill = time.monotonic()
-        assert _wait(lambda: pipe.health()["sources"]["cam"]["state"] in ("backoff",
-                                                                          "connecting"), 10)
+        assert _wait(
+            lambda: pipe.health()["sources"]["cam"]["state"] in ("backoff", "connecting"), 10
+        )
         time.sleep(max(0.0, 10.0 - (time.monotonic() - t_kill)))
         other_during = sum(1 for t, _, _ in frames["other"] if t_kill < t < time.monotonic())
         n_cam = len(frames["cam"])
@@ -147,8 +149,9 @@ def test_camera_restart_inside_pipeline(rtsp_server, tiny_model, small_clip, tmp
     assert threads1 <= threads0, (threads0, threads1)
     assert fds1 <= fds0 + 1, (fds0, fds1)
     assert health["sources"]["cam"]["reconnects"] >= 1
-    events = [m["event"] for m in map(json.loads, out.read_text().splitlines())
-              if m["type"] == "event"]
+    events = [
+        m["event"] for m in map(json.loads, out.read_text().splitlines()) if m["type"] == "event"
+    ]
     assert events[:1] == ["connected"] and "lost" in events and "reconnected" in events
     assert events.index("lost") < events.index("reconnected")
     zevents = [m["event"] for m in sub.msgs if m["type"] == "event"]

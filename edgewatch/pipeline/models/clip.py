@@ -43,7 +43,7 @@ from PIL import Image
 from edgewatch.config import CropMode
 from edgewatch.errors import ModelError
 from edgewatch.pipeline.models.clip_tokenizer import ClipTokenizer
-from edgewatch.pipeline.models.onnx import _ORT_ERRORS, create_session
+from edgewatch.pipeline.models.onnx import ORT_ERRORS, create_session
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -318,7 +318,7 @@ class ClipModel:
             x = batch[i : i + step].astype(self._vision_dtype, copy=False)
             try:
                 (y,) = self._vision.run([self._vision_output], {self._vision_input: x})
-            except _ORT_ERRORS as e:
+            except ORT_ERRORS as e:
                 raise ModelError(f"{self.files.vision.name}: inference failed: {e}") from e
             outs.append(np.asarray(y, np.float32).reshape(len(x), -1))
         return np.concatenate(outs)
@@ -333,7 +333,7 @@ class ClipModel:
                 feeds[self._mask_input] = (chunk != 0).astype(self._ids_dtype)
             try:
                 (y,) = self._text.run([self._text_output], feeds)
-            except _ORT_ERRORS as e:
+            except ORT_ERRORS as e:
                 raise ModelError(f"{self.files.text.name}: inference failed: {e}") from e
             outs.append(np.asarray(y, np.float32).reshape(len(chunk), -1))
         return np.concatenate(outs)

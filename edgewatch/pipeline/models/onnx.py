@@ -36,7 +36,7 @@ from edgewatch.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 #: Errors onnxruntime raises while reading or initialising a model.
-_ORT_ERRORS: tuple[type[Exception], ...] = (
+ORT_ERRORS: tuple[type[Exception], ...] = (
     _ort_state.Fail,
     _ort_state.InvalidArgument,
     _ort_state.InvalidGraph,
@@ -48,7 +48,6 @@ _ORT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 #: Public alias: what callers catching session-run errors should catch.
-ORT_ERRORS = _ORT_ERRORS
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|tensorrt|openvino|coreml)(?::(\d+))?$")
 
@@ -428,7 +427,7 @@ def _open(
         )
     except _ort_state.InvalidProtobuf as e:
         raise ModelError(f"{p}: not an ONNX file (cannot parse the protobuf: {e})") from e
-    except _ORT_ERRORS as e:
+    except ORT_ERRORS as e:
         if names == [CPU]:
             raise ModelError(f"{p}: cannot load the ONNX graph: {e}") from e
         _fallback(
