@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from netutil import free_port
+from testkit import free_port
 
 from edgewatch.samples import default_dir
 

@@ -15,11 +15,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
-from netutil import free_port
-from pipeline.yolo_onnx_builders import build_model, detect_output, ultralytics_metadata
+from testkit import free_port, tiny_detector, write_clip
 
 from edgewatch.config import parse_config
 from edgewatch.pipeline.runner import Pipeline
@@ -29,31 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    """A 320x320 detector that always reports two people (fast: no convolutions)."""
-    boxes = np.array([[100, 100, 40, 80], [200, 150, 50, 90]], np.float32)
-    scores = np.array([[0.9, 0.0], [0.8, 0.0]], np.float32)
-    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    return build_model(
-        path, {"output0": detect_output(boxes, scores, 2100)}, metadata=ultralytics_metadata()
-    )
+    return tiny_detector(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, vtest_path: Path) -> Path:
     """The first 50 frames of vtest.avi (10 fps) re-encoded, for looping sources."""
-    out = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    with av.open(str(vtest_path)) as src, av.open(str(out), "w") as dst:
-        st = dst.add_stream("libx264", rate=10)
-        st.width, st.height, st.pix_fmt = 768, 576, "yuv420p"
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == 50:
-                break
-            frame.pts = None
-            for p in st.encode(frame):
-                dst.mux(p)
-        for p in st.encode():
-            dst.mux(p)
-    return out
+    return write_clip(vtest_path, tmp_path_factory.mktemp("clip") / "clip.mp4", 50)
 
 
 def _get(url: str) -> tuple[int, str]:

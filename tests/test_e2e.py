@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import pytest
 import zmq
-from netutil import free_port
+from testkit import free_port, write_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "edgewatch" / "schema" / "wire-v1.schema.json"
@@ -311,18 +311,7 @@ def test_corrupt_video_bytes(tmp_path: Path, detector_path: Path) -> None:
 
 def test_truncated_mp4(tmp_path: Path, vtest_path: Path, detector_path: Path) -> None:
     # Encode 40 frames to mp4, then cut the file: what can be decoded is processed.
-    full = tmp_path / "full.mkv"
-    with av.open(str(vtest_path)) as src, av.open(str(full), "w") as dst:
-        stream = dst.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 768, 576, "yuv420p"
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == 40:
-                break
-            frame.pts = None
-            for p in stream.encode(frame):
-                dst.mux(p)
-        for p in stream.encode():
-            dst.mux(p)
+    full = write_clip(vtest_path, tmp_path / "full.mkv", 40)
     data = full.read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: len(data) * 6 // 10])

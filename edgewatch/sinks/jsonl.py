@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from edgewatch.config import JsonlSinkConfig, MaskFormat, expand_path
 from edgewatch.errors import SinkError
@@ -83,6 +84,19 @@ class LineFile:
             os.close(fd)
 
 
+def close_all(files: dict[Any, LineFile]) -> None:
+    """Close every file (all of them, even after a failure); raise the first error."""
+    errors: list[SinkError] = []
+    for f in files.values():
+        try:
+            f.close()
+        except SinkError as e:
+            errors.append(e)
+    files.clear()
+    if errors:
+        raise errors[0]
+
+
 def _cut_torn_line(fd: int, block: int = 65536) -> None:
     """Truncate an open file after its last newline (to 0 when it has none)."""
     end = os.fstat(fd).st_size
@@ -148,12 +162,4 @@ class JsonlSink(Sink):
             self._file_for(ev.source_id).write_line(dumps(event_message(ev)))
 
     def stop(self) -> None:
-        errors: list[SinkError] = []
-        for f in self._files.values():
-            try:
-                f.close()
-            except SinkError as e:
-                errors.append(e)
-        self._files.clear()
-        if errors:
-            raise errors[0]
+        close_all(self._files)

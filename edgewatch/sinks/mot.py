@@ -20,7 +20,7 @@ from edgewatch.config import MotSinkConfig, expand_path
 from edgewatch.errors import SinkError
 from edgewatch.metrics import Metrics
 from edgewatch.sinks.base import Sink
-from edgewatch.sinks.jsonl import LineFile
+from edgewatch.sinks.jsonl import LineFile, close_all
 from edgewatch.types import FrameResult
 
 
@@ -88,12 +88,4 @@ class MotSink(Sink):
             f.write_line("\n".join(lines).encode("ascii"))
 
     def stop(self) -> None:
-        errors: list[SinkError] = []
-        for f in self._files.values():
-            try:
-                f.close()
-            except SinkError as e:
-                errors.append(e)
-        self._files.clear()
-        if errors:
-            raise errors[0]
+        close_all(self._files)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netutil import free_port
+from testkit import free_port
 
 from edgewatch.config import PipelineConfig
 from edgewatch.pipeline.runner import Pipeline

@@ -15,12 +15,10 @@ import threading
 import time
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import zmq
-from netutil import free_port as _port
-from pipeline.yolo_onnx_builders import build_model, detect_output, ultralytics_metadata
+from testkit import free_port as _port
+from testkit import tiny_detector, write_clip
 
 from edgewatch.config import parse_config
 from edgewatch.pipeline.runner import Pipeline
@@ -30,29 +28,12 @@ pytestmark = pytest.mark.rtsp
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    boxes = np.array([[100, 100, 40, 80], [200, 150, 50, 90]], np.float32)
-    scores = np.array([[0.9, 0.0], [0.8, 0.0]], np.float32)
-    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    return build_model(
-        path, {"output0": detect_output(boxes, scores, 2100)}, metadata=ultralytics_metadata()
-    )
+    return tiny_detector(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
 
 @pytest.fixture(scope="module")
 def small_clip(tmp_path_factory, vtest_path: Path) -> Path:
-    out = tmp_path_factory.mktemp("clip") / "clip.mkv"
-    with av.open(str(vtest_path)) as src, av.open(str(out), "w") as dst:
-        st = dst.add_stream("mpeg4", rate=10)
-        st.width, st.height, st.pix_fmt = 768, 576, "yuv420p"
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == 20:
-                break
-            frame.pts = None
-            for p in st.encode(frame):
-                dst.mux(p)
-        for p in st.encode():
-            dst.mux(p)
-    return out
+    return write_clip(vtest_path, tmp_path_factory.mktemp("clip") / "clip.mkv", 20, "mpeg4")
 
 
 def _fds() -> int:

@@ -1,0 +1,42 @@
+"""Small helpers shared by tests (importable as ``testkit``: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import av
+import numpy as np
+from pipeline.yolo_onnx_builders import build_model, detect_output, ultralytics_metadata
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tiny_detector(path: Path) -> Path:
+    """A 320x320 ONNX detector that always reports the same two people (fast)."""
+    boxes = np.array([[100, 100, 40, 80], [200, 150, 50, 90]], np.float32)
+    scores = np.array([[0.9, 0.0], [0.8, 0.0]], np.float32)
+    return build_model(
+        path, {"output0": detect_output(boxes, scores, 2100)}, metadata=ultralytics_metadata()
+    )
+
+
+def write_clip(src: Path, out: Path, frames: int, codec: str = "libx264", fps: int = 10) -> Path:
+    """Re-encode the first ``frames`` frames of ``src`` to ``out`` (768x576)."""
+    with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
+        st = dst.add_stream(codec, rate=fps)
+        st.width, st.height, st.pix_fmt = 768, 576, "yuv420p"
+        for i, frame in enumerate(inp.decode(video=0)):
+            if i == frames:
+                break
+            frame.pts = None
+            for p in st.encode(frame):
+                dst.mux(p)
+        for p in st.encode():
+            dst.mux(p)
+    return out
