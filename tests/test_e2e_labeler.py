@@ -110,3 +110,25 @@ def test_slow_encoder_drops_and_counts(vtest_path, detector_path, clip_dir, tmp_
     encoded = metrics.counter_sum("edgewatch_labeler_encoded_total")
     assert dropped > 0 and encoded > 0
     assert summary.drops.get("v/labeler", 0) == dropped
+
+
+def test_botsort_takes_appearance_from_the_labeler(
+    vtest_path, detector_path, clip_dir, tmp_path, caplog
+) -> None:
+    cfg = parse_config(
+        f"sources: [{{id: v, uri: '{vtest_path}', max_frames: 40}}]\n"
+        f"detector: {{model: '{detector_path}', conf: 0.35}}\n"
+        "tracker: {type: botsort, gmc_method: none, with_reid: true, model: auto}\n"
+        f"labeler: {{model: '{clip_dir}', labels: [pedestrian, cyclist], every: 5,"
+        f" cache_dir: '{tmp_path / 'c'}'}}\n"
+    )
+    pipe = Pipeline(cfg)
+    with caplog.at_level("WARNING"):
+        s = pipe.run()
+    assert s.frames == {"v": 40}
+    tracker = pipe._sources["v"].tracker
+    # Every reported track that the labeler encoded now carries its embedding.
+    with_emb = [t for t in tracker.book.tracked if t.track_id and t.embedding is not None]
+    assert len(with_emb) >= 3
+    assert not [r for r in caplog.records if "carry no 'embedding'" in r.getMessage()]
+    assert pipe.metrics.counter_sum("edgewatch_fallbacks_total", stage="reid") == 0

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
+import numpy as np
 import supervision as sv
 
 from edgewatch.config import PipelineConfig, SourceConfig
@@ -35,7 +36,16 @@ from edgewatch.sources import build_source
 from edgewatch.sources.base import Source
 from edgewatch.trackers import build_tracker
 from edgewatch.trackers.base import Tracker
-from edgewatch.types import EventKind, Frame, FrameResult, SourceEvent, SourceState
+from edgewatch.trackers.botsort import BotSort
+from edgewatch.types import (
+    DATA_EMBEDDING,
+    DATA_EMBEDDING_VALID,
+    EventKind,
+    Frame,
+    FrameResult,
+    SourceEvent,
+    SourceState,
+)
 
 if TYPE_CHECKING:
     import zmq
@@ -464,7 +474,11 @@ class Pipeline:
         if run is None:
             return None
         if run.tracker is None:
-            run.tracker = build_tracker(self.cfg.tracker, frame.fps or 30.0, self.metrics)
+            run.tracker = build_tracker(
+                self.cfg.tracker, frame.fps or 30.0, self.metrics, source=frame.source_id
+            )
+            if self._labeler is not None and isinstance(run.tracker, BotSort):
+                run.tracker.expect_feedback()
         elif frame.generation != run.generation:
             buffer_s = getattr(self.cfg.tracker, "track_buffer", 30) / (frame.fps or 30.0)
             if frame.wall_time - run.last_wall > buffer_s:
@@ -488,6 +502,8 @@ class Pipeline:
         timing["track"] = (t1 - t0) * 1000
         if self._labeler is not None:
             det = self._labeler.process(frame, det)
+            if isinstance(tracker, BotSort):
+                det = _feed_appearance(tracker, det)
             timing["label"] = (time.perf_counter() - t1) * 1000
         timing["decode"] = frame.decode_ms
         timing["total"] = max(0.0, (time.time() - frame.wall_time) * 1000)
@@ -631,3 +647,26 @@ class Pipeline:
             failed_sources={r.cfg.id: r.error for r in runs if r.error},
             error=self._fatal,
         )
+
+
+def _feed_appearance(tracker: BotSort, det: sv.Detections) -> sv.Detections:
+    """Give BoT-SORT the labeler's track embeddings; renumber re-linked tracks."""
+    emb = det.data.get(DATA_EMBEDDING)
+    if emb is None or det.tracker_id is None or not len(det):
+        return det
+    valid = det.data.get(DATA_EMBEDDING_VALID)
+    relinked = tracker.observe_embeddings(
+        det.tracker_id, np.asarray(emb), None if valid is None else np.asarray(valid)
+    )
+    if not relinked:
+        return det
+    ids = np.array([relinked.get(int(t), int(t)) for t in det.tracker_id], dtype=int)
+    return sv.Detections(
+        xyxy=det.xyxy,
+        mask=det.mask,
+        confidence=det.confidence,
+        class_id=det.class_id,
+        tracker_id=ids,
+        data=dict(det.data),
+        metadata=dict(det.metadata),
+    )

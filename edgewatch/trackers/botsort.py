@@ -18,6 +18,17 @@ L2-normalised, zero rows meaning "none yet"; filled by a stage upstream).
 Without either, a rate-limited warning is logged, the
 ``edgewatch_fallbacks_total{stage="reid"}`` counter grows and matching is by
 IoU alone.
+
+With ``model: auto`` and the CLIP labeler running, the appearance comes
+*after* association instead: the labeler encodes crops of tracks (its own
+schedule; nothing is encoded twice) and the runner feeds each track's mean
+embedding back through :meth:`BotSort.observe_embeddings`. A track's first
+embedding is compared with the tracks lost while it was not yet born; when
+one is close enough (cosine distance / 2 <= ``1 - appearance_thresh``, same
+class), the new track is *re-linked*: it takes over the lost track's ID, so a
+person who reappears far from where the Kalman filter expected them (behind a
+pillar, after a change of pace) keeps their identity after a few frames
+instead of getting a new one.
 """
 
 from __future__ import annotations
@@ -61,6 +72,8 @@ class BotSort(ByteTrack):
         if cfg.with_reid and cfg.model.lower().endswith(".onnx"):
             self.reid = OnnxReid(cfg.model, metrics=metrics)
         self._last_warn = -np.inf
+        #: True once appearance arrives through :meth:`observe_embeddings`.
+        self._feedback = False
 
     def reset(self) -> None:
         super().reset()
@@ -78,9 +91,73 @@ class BotSort(ByteTrack):
         emb = detections.data.get(DATA_EMBEDDING)
         if emb is not None:
             return np.asarray(emb, dtype=np.float64).reshape(len(detections), -1)
-        if len(detections):
+        if len(detections) and not self._feedback:
             self._no_embeddings()
         return None
+
+    def expect_feedback(self) -> None:
+        """Appearance will come through :meth:`observe_embeddings`: no missing-embedding warning."""
+        if self.bcfg.with_reid and self.reid is None:
+            self._feedback = True
+
+    def observe_embeddings(
+        self, track_ids: np.ndarray, embeddings: np.ndarray, valid: np.ndarray | None = None
+    ) -> dict[int, int]:
+        """Take per-track embeddings computed downstream (CLIP); re-link new tracks.
+
+        ``track_ids`` are IDs this tracker reported for the current frame,
+        ``embeddings`` their ``(N, D)`` embeddings and ``valid`` which rows are
+        real. Returns ``{new_id: old_id}`` for the tracks re-linked to a lost
+        track's ID (their later reports use ``old_id``).
+        """
+        if not self.bcfg.with_reid or self.reid is not None:
+            return {}
+        self._feedback = True
+        by_id = {t.track_id: t for t in self.book.tracked if t.track_id}
+        relinked: dict[int, int] = {}
+        for i, tid in enumerate(np.asarray(track_ids, dtype=int).tolist()):
+            t = by_id.get(tid)
+            if t is None or (valid is not None and not bool(valid[i])):
+                continue
+            first = t.embedding is None
+            t.add_embedding(np.asarray(embeddings[i]))
+            if first and t.embedding is not None:
+                old = self._relink(t)
+                if old is not None:
+                    relinked[tid] = old
+        if relinked and self.metrics is not None:
+            self.metrics.inc("edgewatch_relinks_total", len(relinked), source=self.source)
+        return relinked
+
+    def _relink(self, young: Track) -> int | None:
+        """Give ``young`` the ID of the closest lost track it may be; None if none."""
+        assert young.embedding is not None
+        limit = 1.0 - self.bcfg.appearance_thresh
+        best, best_cost = None, limit
+        for lost in self.book.lost:
+            if (
+                lost.embedding is None
+                or lost.class_id != young.class_id
+                or lost.frame_id >= young.start_frame
+                or not lost.track_id
+            ):
+                continue
+            cost = (1.0 - float(np.dot(lost.embedding, young.embedding))) / 2.0
+            if cost <= best_cost:
+                best, best_cost = lost, cost
+        if best is None:
+            return None
+        log.debug(
+            "track %d re-linked to lost track %d (appearance cost %.3f)",
+            young.track_id,
+            best.track_id,
+            best_cost,
+        )
+        young.track_id = best.track_id
+        young.add_embedding(best.embedding)
+        best.mark_removed()
+        self.book.lost = [t for t in self.book.lost if t is not best]
+        return best.track_id
 
     def _no_embeddings(self) -> None:
         if self.metrics is not None:

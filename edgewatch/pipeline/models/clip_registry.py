@@ -9,13 +9,14 @@ with input ``input_ids`` and output ``text_embeds``) plus OpenAI's tokenizer
 files from the ``openai/*`` repositories. No ``clip.json`` is needed: OpenAI's
 weights use the default logit scale of 100.
 
-Provenance of the checksums: the SHA-256 values below were NOT read from
-Hugging Face's LFS metadata by us (this build has no access to the host); they
-are the values published in a third-party public model catalogue that pins the
-same URLs. ``models fetch`` verifies every download against them, so a stale
-value fails loudly rather than installing unverified bytes. ViT-B/16
-(``Xenova/clip-vit-base-patch16``) is not listed: no published checksums were
-found for its files.
+Provenance of the checksums: this build has no access to the host, so the
+SHA-256 values below were not computed from downloaded bytes here. Each one is
+the value that several independent public projects pin for the same URL (one
+of them records verifying it against the bytes the URL serves); they all
+agree. ``models fetch`` verifies every download against them, so a stale value
+fails loudly rather than installing unverified bytes. ViT-B/16
+(``Xenova/clip-vit-base-patch16``) is not listed: no published checksum of its
+fp32 files could be found, and an entry without one is not allowed.
 """
 
 from __future__ import annotations
