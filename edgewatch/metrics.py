@@ -33,6 +33,10 @@ HELP: dict[str, tuple[str, str]] = {
     "edgewatch_sink_errors_total": ("counter", "Sink write failures."),
     "edgewatch_fallbacks_total": ("counter", "Fallbacks taken (provider, decoder, ...)."),
     "edgewatch_relinks_total": ("counter", "New tracks re-linked to a lost track by appearance."),
+    "edgewatch_tracker_resets_total": (
+        "counter",
+        "Trackers restarted after a source reopened past the time they keep lost tracks.",
+    ),
     "edgewatch_fps": ("gauge", "Frames per second over the last seconds."),
     "edgewatch_latency_seconds": ("histogram", "Capture-to-publish latency."),
     "edgewatch_stage_seconds": ("histogram", "Time spent per frame in a stage."),

@@ -7,7 +7,7 @@ this frame, copies those crops into a bounded queue served by one worker
 thread, and returns a copy of ``tracks`` carrying each track's *current*
 aggregated label.
 
-Scheduling, per track (key: source, generation, tracker id), only for the
+Scheduling, per track (key: source, tracker epoch, tracker id), only for the
 detector classes in ``classes``:
 
 * the first crop as soon as the track appears, then one every ``every``
@@ -16,6 +16,13 @@ detector classes in ``classes``:
   (the track stays due and is tried again next frame);
 * at most ``max_crops_per_frame`` crops per call, unlabelled tracks first, then
   the longest-waiting; a track with a crop still queued gets no second one.
+
+A track's state lives until it is unseen for ``FORGET_FRAMES`` frames of its
+source or ``FORGET_SECONDS``, or until :meth:`Labeler.forget_source` (the
+runner reset the source's tracker, so its IDs restart): a reconnect alone
+forgets nothing, since the tracker bridges a short gap with the same IDs. Each
+reset starts a new *epoch* of the source, so a crop still queued for an old
+track never lands on a new track that took its ID.
 
 The queue holds ``queue_size`` crops; when full, the OLDEST crop is dropped and
 counted in ``edgewatch_drops_total{stage="labeler", source=...}``. Crops queued and
@@ -174,6 +181,8 @@ class Labeler:
         self.cache_hit = False
         self._class_ids: frozenset[int] | None = None
         self._tracks: dict[TrackKey, _Track] = {}
+        #: Tracker epoch per source: grows when the source's tracker is reset.
+        self._epochs: dict[str, int] = {}
         self._lock = threading.Lock()
         self._queue = _Queue(cfg.queue_size)
         self._worker: threading.Thread | None = None
@@ -300,12 +309,11 @@ class Labeler:
         n = len(tracks)
         tids = tracks.tracker_id if tracks.tracker_id is not None else np.full(n, -1)
         cids = tracks.class_id if tracks.class_id is not None else np.full(n, -1)
+        epoch = self._epochs.get(frame.source_id, 0)
         out: list[TrackKey | None] = []
         for tid, cid in zip(tids, cids, strict=True):
             wanted = self._class_ids is None or int(cid) in self._class_ids
-            out.append(
-                (frame.source_id, frame.generation, int(tid)) if wanted and tid >= 0 else None
-            )
+            out.append((frame.source_id, epoch, int(tid)) if wanted and tid >= 0 else None)
         return out
 
     def _due(
@@ -349,16 +357,24 @@ class Labeler:
         }
         return _Track(groups, collections.deque(maxlen=self.cfg.window), index, now)
 
+    def forget_source(self, source_id: str) -> None:
+        """Forget every track of ``source_id``: its tracker was reset and its IDs restart.
+
+        Call it from the thread that calls :meth:`process`, before the source's
+        next frame; crops still queued for the old tracks are encoded but land nowhere.
+        """
+        with self._lock:
+            self._epochs[source_id] = self._epochs.get(source_id, 0) + 1
+            for k in [k for k in self._tracks if k[0] == source_id]:
+                del self._tracks[k]
+
     def _forget(self, frame: types.Frame, now: float) -> None:
-        """Drop tracks unseen for long, or of an older generation of this source (lock held)."""
+        """Drop tracks unseen for ``FORGET_SECONDS`` or ``FORGET_FRAMES`` (lock held)."""
         stale = [
             k
             for k, st in self._tracks.items()
             if now - st.last_seen_time > FORGET_SECONDS
-            or (
-                k[0] == frame.source_id
-                and (k[1] != frame.generation or frame.index - st.last_seen_frame > FORGET_FRAMES)
-            )
+            or (k[0] == frame.source_id and frame.index - st.last_seen_frame > FORGET_FRAMES)
         ]
         for k in stale:
             del self._tracks[k]

@@ -480,14 +480,23 @@ class Pipeline:
             if self._labeler is not None and isinstance(run.tracker, BotSort):
                 run.tracker.expect_feedback()
         elif frame.generation != run.generation:
-            buffer_s = getattr(self.cfg.tracker, "track_buffer", 30) / (frame.fps or 30.0)
-            if frame.wall_time - run.last_wall > buffer_s:
+            # One rule, the tracker's: a gap it keeps lost tracks over is bridged
+            # (IDs and labels continue); a longer one starts it afresh.
+            gap = frame.wall_time - run.last_wall
+            keep_s = run.tracker.keeps_tracks_for_s()
+            if gap > keep_s:
                 log.info(
-                    "source %s: gap of %.1f s after reopening, tracker reset",
+                    "source %s: gap of %.1f s after reopening (> %.1f s), tracker reset",
                     frame.source_id,
-                    frame.wall_time - run.last_wall,
+                    gap,
+                    keep_s,
                 )
                 run.tracker.reset()
+                self.metrics.inc("edgewatch_tracker_resets_total", source=frame.source_id)
+                if self._labeler is not None:
+                    self._labeler.forget_source(frame.source_id)
+            else:
+                run.tracker.coast(gap)
         run.generation, run.last_wall = frame.generation, frame.wall_time
         return run.tracker
 

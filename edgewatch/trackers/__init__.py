@@ -28,6 +28,9 @@ class PassThrough(Tracker):
     def reset(self) -> None:
         """Nothing to forget."""
 
+    def coast(self, gap_s: float) -> None:
+        """Nothing to carry over a gap."""
+
 
 def build_tracker(
     cfg: ByteTrackConfig | BotSortConfig | NoTrackerConfig,

@@ -17,6 +17,12 @@ Per frame (as ByteTrack / Ultralytics' ``BYTETracker``):
 The output is the input detections that matched a reported track (their own
 box, class, confidence, mask and ``.data``) with ``tracker_id`` set, in the
 order of the tracks.
+
+Lost tracks are therefore kept ``max_time_lost / fps`` seconds
+(:meth:`ByteTrack.keeps_tracks_for_s`: ``track_buffer / 30`` s, whatever the
+rate); :meth:`ByteTrack.coast` runs the frames of a gap in the stream as frames
+without detections, so a track continues after a short reconnect where its
+Kalman state says it went.
 """
 
 from __future__ import annotations
@@ -106,6 +112,39 @@ class ByteTrack(Tracker):
 
     def reset(self) -> None:
         self.book.reset()
+
+    def keeps_tracks_for_s(self) -> float:
+        """``max_time_lost`` frames in seconds at this tracker's rate (``track_buffer / 30``)."""
+        return self.book.max_lost / self._rate()
+
+    def coast(self, gap_s: float) -> None:
+        """Run the ``round(gap_s * fps) - 1`` frames missing in a gap as frames without detections.
+
+        As :meth:`update` would with empty detections: confirmed tracks become
+        lost, unconfirmed ones are removed, every lost track is predicted one
+        step per missing frame, and those lost for more than ``max_time_lost``
+        frames expire.
+        """
+        missed = round(gap_s * self._rate()) - 1
+        if missed < 1:
+            return
+        book = self.book
+        confirmed = [t for t in book.tracked if t.is_activated]
+        for t in book.tracked:
+            if not t.is_activated:
+                t.mark_removed()
+        pool = confirmed + book.lost
+        book.predict(pool)  # the first missing frame: tracked ones keep their size velocity
+        for t in confirmed:
+            t.mark_lost()
+        for _ in range(missed - 1):
+            book.predict(pool)
+        book.frame_id += missed
+        book.tracked, book.lost = [], pool
+        book.expire_lost()
+
+    def _rate(self) -> float:
+        return self.fps if self.fps > 0 else 30.0
 
     def update(self, detections: sv.Detections, image: np.ndarray | None = None) -> sv.Detections:
         """Advance one frame; the matched detections with ``tracker_id`` (see the module doc)."""
