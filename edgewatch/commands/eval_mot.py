@@ -10,6 +10,7 @@ sequence (plus a combined row for several sequences).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,16 @@ def _row(name: str, scores: dict[str, float] | None, ms: float) -> str:
 def main(args: argparse.Namespace) -> int:
     cfg = load_tracker_config(args.tracker, args.overrides)
     seqs = find_sequences(args.dir)
+    if any((p / "gt" / "gt.txt").is_file() for p in seqs):
+        try:
+            import motmetrics  # noqa: F401  (scoring needs it; say so before tracking)
+        except ImportError as e:
+            print(
+                f"edgewatch eval-mot: scoring needs motmetrics, which cannot be imported ({e}); "
+                "install it with: pip install 'edgewatch[mot]'",
+                file=sys.stderr,
+            )
+            return 2
     print(
         f"{'sequence':24s} " + " ".join(f"{c:>7s}" for c, _, _ in _COLUMNS) + f" {'ms/frame':>8s}"
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -218,3 +221,32 @@ def test_eval_mot_bad_option(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     flicker().write(tmp_path)
     assert cli_main(["eval-mot", str(tmp_path), "--set", "bogus=1"]) == 2
     assert "bogus: unknown key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("with_gt", "code"), [(True, 2), (False, 0)])
+def test_eval_mot_without_motmetrics(tmp_path: Path, with_gt: bool, code: int) -> None:
+    """motmetrics made unimportable (a shadowing package that raises, as a missing one)."""
+    shadow = tmp_path / "shadow" / "motmetrics"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'motmetrics'\", name='motmetrics')\n"
+    )
+    seq = flicker().write(tmp_path / "data")
+    if not with_gt:  # nothing to score: the tracker runs and writes its results anyway
+        (seq / "gt" / "gt.txt").unlink()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow.parent), *sys.path])}
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "edgewatch", "eval-mot", str(tmp_path / "data"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr
+    if with_gt:
+        assert "pip install 'edgewatch[mot]'" in r.stderr
+        assert not out.exists()  # refused before tracking anything
+    else:
+        assert (out / "flicker.txt").is_file()
