@@ -177,8 +177,15 @@ ALL = [TRACKERS[k] for k in sorted(TRACKERS)]
     ("scene", "kw", "switches", "frags", "misses"),
     [
         (crossing, {}, 0, 0, 0),
-        # 60 walkers, 1 px box noise, never touching: every ID kept
+        # 60 walkers, 1 px box noise; two rows of 10 cross head-on (IoU up to
+        # 0.64) and start to overlap again at the end: every ID kept (without
+        # the Kalman motion, IoU alone swaps 48 of them)
         (crowd, {}, 0, 0, 0),
+        # the crossing row hidden for the 5 frames of most overlap: its 10 lost
+        # tracks coast through on their motion and are re-found (10 fragments)
+        (lambda: crowd(occluded=True), {}, 0, 10, 50),
+        # lost tracks dropped after 3 frames: 10 new IDs, each a frame late
+        (lambda: crowd(occluded=True), {"track_buffer": 3}, 10, 10, 60),
         # object 1 missed in 3 runs (4 frames): 3 fragments; object 2's
         # low-score frames are picked up by the second association
         (flicker, {}, 0, 3, 4),
@@ -190,7 +197,17 @@ ALL = [TRACKERS[k] for k in sorted(TRACKERS)]
         (lambda: occlusion(40), {"track_buffer": 60}, 0, 1, 40),
         (lambda: occlusion(25), {}, 0, 1, 25),
     ],
-    ids=["crossing", "crowd", "flicker", "flicker-nolow", "occl40", "occl40-buf60", "occl25"],
+    ids=[
+        "crossing",
+        "crowd",
+        "crowd-occl",
+        "crowd-occl-buf3",
+        "flicker",
+        "flicker-nolow",
+        "occl40",
+        "occl40-buf60",
+        "occl25",
+    ],
 )
 def test_scene(
     tmp_path: Path,
