@@ -192,22 +192,75 @@ def test_sigterm_leaves_whole_outputs(
     assert len(stdout.splitlines()) >= 1 and f"processed {n} frames" in stdout
 
 
+def _iou(a: list[float], b: list[float]) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def test_slice_with_botsort_and_display(
-    tmp_path: Path, vtest_path: Path, detector_path: Path, xvfb_display: str
+    tmp_path: Path,
+    vtest_path: Path,
+    detector_path: Path,
+    vtest_frames: list,
+    xvfb_display: str,
 ) -> None:
+    """BoT-SORT + sparseOptFlow (configs/trackers/botsort.yaml) on 40 frames, shown on a display.
+
+    Tracking quality on real footage: most detections carry a track ID, an ID
+    stays on one walking person, IDs are not handed out again and again.
+    """
+    n = 40
     cfg = _write_config(
         tmp_path,
         vtest_path,
         detector_path,
-        frames=25,
+        frames=n,
         tracker="botsort",
         extra_sinks="  - {type: display}",
     )
     r = _edgewatch("run", str(cfg), "--no-progress", env={**os.environ, "DISPLAY": xvfb_display})
     assert r.returncode == 0, r.stderr[-3000:]
-    msgs = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
-    assert len([m for m in msgs if m.get("type", "frame") == "frame"]) == 25
     assert "display" not in r.stderr.lower() or "error" not in r.stderr.lower(), r.stderr
+    msgs = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
+    frames = [m for m in msgs if m.get("type", "frame") == "frame"]
+    assert [m["frame"] for m in frames] == list(range(n))
+    tracks = [{o["track_id"]: o["box"] for o in m["objects"]} for m in frames]
+    for t, m in zip(tracks, frames, strict=True):  # one object per ID per frame, all tracked
+        assert len(t) == len(m["objects"]) and None not in t, m["objects"]
+
+    # An ID stays on one person: walkers at 10 fps move a few pixels per frame
+    # (measured: IoU >= 0.45 from one frame to the next, the box jitters).
+    for f in range(1, n):
+        for tid in tracks[f].keys() & tracks[f - 1].keys():
+            assert _iou(tracks[f][tid], tracks[f - 1][tid]) > 0.3, (f, tid)
+    # IDs are stable: few more of them than people in one frame, and long tracks
+    # carry nearly every object (measured: 7 IDs, at most 5 in a frame; tracks
+    # of 15+ frames carry 97 % of the objects).
+    distinct = set().union(*tracks)
+    assert len(distinct) <= 1.5 * max(len(t) for t in tracks) + 1, sorted(distinct)
+    lengths = {tid: sum(tid in t for t in tracks) for tid in distinct}
+    total = sum(lengths.values())
+    assert total > 3 * n  # people in every frame
+    assert sum(v for v in lengths.values() if v >= 15) >= 0.9 * total, lengths
+
+    # Most detections are tracked: the detector's own output on every 5th
+    # frame, compared with the published objects.
+    from edgewatch.config import DetectorConfig
+    from edgewatch.pipeline.models.yolo import YoloDetector
+
+    det = YoloDetector(DetectorConfig(model=detector_path, conf=0.35, device="cpu"), None)
+    det.load()
+    sampled = range(4, n, 5)
+    found = [len(det.predict([vtest_frames[i]])[0]) for i in sampled]
+    tracked = [len(tracks[i]) for i in sampled]
+    assert all(t <= d for t, d in zip(tracked, found, strict=True)), (tracked, found)
+    # measured 86 %: a walker whose detection flickers (missed every few frames,
+    # box width jumping between 36 and 66 px) is confirmed again only by two
+    # matches in a row
+    assert sum(tracked) >= 0.75 * sum(found), (tracked, found)
 
 
 @pytest.fixture
