@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 from pipeline.yolo_onnx_builders import build_model, detect_output, ultralytics_metadata
 
@@ -40,3 +41,19 @@ def write_clip(src: Path, out: Path, frames: int, codec: str = "libx264", fps: i
         for p in st.encode():
             dst.mux(p)
     return out
+
+
+def image_folder(folder: Path, frames: int, shape: tuple[int, int], seed: int = 0) -> Path:
+    """``frames`` PNGs of ``shape`` (h, w) in ``folder``, each a different grey level.
+
+    The levels differ from frame to frame (and with ``seed``), so a model whose
+    output follows the picture's brightness gives every frame its own boxes.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    levels = np.random.default_rng(seed).permutation(np.arange(20, 236, 4))[:frames]
+    assert len(levels) == frames, "at most 54 distinct levels"
+    for i, level in enumerate(levels):
+        img = np.full((*shape, 3), int(level), np.uint8)
+        img[: shape[0] // 3, : shape[1] // 4] = 255 - int(level)  # not a flat picture
+        assert cv2.imwrite(str(folder / f"img{i}.png"), img)
+    return folder

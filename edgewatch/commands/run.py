@@ -134,6 +134,8 @@ def print_summary(s: RunSummary) -> None:
     )
     stages = "  ".join(f"{k} {s.stage_ms[k]:.1f}" for k in order if k in s.stage_ms)
     print(f"  ms/frame: {stages}")
+    if s.sink_ms:
+        print("  sinks ms/message: " + "  ".join(f"{k} {v:.2f}" for k, v in s.sink_ms.items()))
     if s.drops:
         print("  drops: " + ", ".join(f"{k} {int(v)}" for k, v in s.drops.items()))
     if s.decode_errors:

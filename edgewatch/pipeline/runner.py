@@ -62,7 +62,8 @@ _END = object()
 
 @dataclass
 class RunSummary:
-    """What a run did; ``stage_ms`` holds mean milliseconds per frame."""
+    """What a run did; ``stage_ms`` holds mean milliseconds per frame, ``sink_ms``
+    mean milliseconds per message (result or event) in each sink's ``write``."""
 
     frames: dict[str, int]
     elapsed_s: float
@@ -72,6 +73,7 @@ class RunSummary:
     sink_errors: dict[str, int]
     failed_sources: dict[str, str]
     error: str = ""
+    sink_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_frames(self) -> int:
@@ -655,6 +657,7 @@ class Pipeline:
             sink_errors={w.name: w.status.errors for w in self._sinks if w.status.errors},
             failed_sources={r.cfg.id: r.error for r in runs if r.error},
             error=self._fatal,
+            sink_ms={w.name: w.status.mean_ms for w in self._sinks if w.status.handled},
         )
 
 

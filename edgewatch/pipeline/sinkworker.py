@@ -25,6 +25,15 @@ class SinkStatus:
     errors: int = 0
     last_error: str = ""
     last_error_time: float = 0.0
+    #: Messages (results and events) handed to the sink, failed ones included.
+    handled: int = 0
+    #: Seconds spent in ``write``/``event`` over those messages.
+    busy_s: float = 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        """Mean milliseconds per message handed to the sink (0 before the first)."""
+        return self.busy_s * 1000 / self.handled if self.handled else 0.0
 
 
 class SinkWorker:
@@ -80,16 +89,19 @@ class SinkWorker:
                     self.status.written += 1
                 elif isinstance(item, SourceEvent):
                     self.sink.event(item)
-            except (EdgewatchError, OSError, ValueError, RuntimeError) as e:
+            except Exception as e:  # any bug in one sink must not silence it for good
                 self._failed(e)
                 continue
-            self.metrics.observe(
-                "edgewatch_stage_seconds", time.perf_counter() - t0, stage=f"sink:{self.name}"
-            )
+            finally:
+                took = time.perf_counter() - t0
+                self.status.busy_s += took
+                self.status.handled += 1
+            self.metrics.observe("edgewatch_stage_seconds", took, stage=f"sink:{self.name}")
 
     def _failed(self, e: Exception) -> None:
+        expected = isinstance(e, (EdgewatchError, OSError))
         self.status.errors += 1
-        self.status.last_error = mask(str(e))
+        self.status.last_error = mask(str(e) if expected else f"{type(e).__name__}: {e}")
         self.status.last_error_time = time.time()
         self.metrics.inc("edgewatch_sink_errors_total", sink=self.name)
         now = time.monotonic()
@@ -100,6 +112,7 @@ class SinkWorker:
                 self.name,
                 self.status.errors,
                 self.status.last_error,
+                exc_info=None if expected else e,  # an unexpected type: show where
             )
 
     def stop(self, deadline: float) -> None:
@@ -122,5 +135,5 @@ class SinkWorker:
             self._thread.join(2.0)
         try:
             self.sink.stop()
-        except (EdgewatchError, OSError, ValueError, RuntimeError) as e:
+        except Exception as e:  # finalizing one sink must not stop the others
             self._failed(e)
