@@ -176,6 +176,11 @@ class DetectorConfig(_Strict):
     imgsz: int | tuple[int, int] | None = Field(
         None, description="input size (h, w) or one side; overrides the metadata"
     )
+    kpt_shape: tuple[Annotated[int, Field(ge=1, le=1000)], Literal[2, 3]] | None = Field(
+        None,
+        description="pose keypoints [K, D]: K per object, D = 2 (x, y) or 3 (x, y, visibility); "
+        "overrides the metadata",
+    )
     conf: float = Field(0.25, ge=0, le=1, description="minimum confidence")
     iou: float = Field(0.45, ge=0, le=1, description="NMS IoU threshold")
     classes: list[int | str] | None = Field(None, description="keep only these (ids or names)")

@@ -47,6 +47,18 @@ def _cfg(base: dict[str, str], extra: str = "", source_extra: str = "", det_extr
         ),
         ("", "", "  device: gpu\n", "c.yaml:6 detector.device: String should match pattern"),
         (
+            "",
+            "",
+            "  kpt_shape: [17, 4]\n",
+            "c.yaml:6 detector.kpt_shape[1]: Input should be 2 or 3",
+        ),
+        (
+            "",
+            "",
+            "  kpt_shape: [0, 3]\n",
+            "c.yaml:6 detector.kpt_shape[0]: Input should be greater than or equal to 1",
+        ),
+        (
             "sinks:\n  - {type: jsonl, path: a}\n  - {type: video}\n",
             "",
             "",

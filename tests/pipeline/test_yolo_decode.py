@@ -520,7 +520,7 @@ def test_end2end_guessed_without_metadata(tmp_path) -> None:
     [
         ({"task": "classify"}, "task 'classify' is not supported"),
         ({"task": "segment"}, "needs a prototype output"),
-        ({"task": "pose"}, "needs 'kpt_shape'"),
+        ({"task": "pose"}, r"no 'kpt_shape': set detector\.kpt_shape: \[K, D\]"),
     ],
 )
 def test_unsupported_layouts(tmp_path, meta, error) -> None:
@@ -533,3 +533,30 @@ def test_unsupported_layouts(tmp_path, meta, error) -> None:
     )
     with pytest.raises(ModelError, match=error):
         YoloDetector(DetectorConfig(model=path, device="cpu")).load()
+
+
+@pytest.mark.parametrize("end2end", [False, True])
+@pytest.mark.parametrize("d", [2, 3])
+def test_pose_without_metadata_needs_kpt_shape(tmp_path, end2end, d) -> None:
+    """A bare pose export (no metadata_props): task, names and kpt_shape from the config."""
+    outs = _outputs("pose", end2end, (320, 320), d)
+    if end2end:  # 300 rows as exported (max_det), so the layout is recognised without metadata
+        e2e = outs["output0"]
+        outs["output0"] = np.pad(e2e, ((0, 0), (0, 300 - e2e.shape[1]), (0, 0)))
+    path = build_model(tmp_path / "bare.onnx", outs)
+    base = {"model": path, "device": "cpu", "task": "pose", "names": ["person"]}
+    with pytest.raises(ModelError, match=r"bare\.onnx: task pose .* set detector\.kpt_shape"):
+        YoloDetector(DetectorConfig(**base)).load()
+    det = YoloDetector(DetectorConfig(**base, kpt_shape=(3, d)))
+    det.load()
+    assert det.task is Task.POSE and det.names == {0: "person"}
+    _check(det.predict([_frame()])[0], "pose", end2end, d=d)
+
+
+def test_config_kpt_shape_overrides_metadata(tmp_path) -> None:
+    """The metadata says [3, 3]; the config's [3, 2] wins (a 9-row head read as 3 x 2
+    keypoints leaves 3 rows for classes, so the class-count check refuses it)."""
+    path = _build(tmp_path, "pose", False, False, 1, (320, 320), d=3)
+    cfg = DetectorConfig(model=path, device="cpu", kpt_shape=(3, 2))
+    with pytest.raises(ModelError, match=r"4 box \+ 4 classes \+ 6 extra"):
+        YoloDetector(cfg).load()

@@ -312,7 +312,7 @@ class _Layout:
     det_index: int
     #: the prototype output, when the model has one (used only for task segment)
     proto_index: int | None
-    #: keypoint layout from the metadata (used only for task pose)
+    #: keypoint layout, config else metadata (used only for task pose)
     kpt_shape: tuple[int, int] | None
 
 
@@ -330,7 +330,8 @@ class YoloDetector:
 
     Built from a :class:`~edgewatch.config.DetectorConfig`; nothing is read
     until :meth:`load`. Metadata in the ONNX file (task, names, imgsz, stride,
-    kpt_shape, end2end) is used unless the config overrides it.
+    kpt_shape, end2end) is used unless the config overrides it (task, names,
+    imgsz, kpt_shape).
 
     ``preprocess`` is not re-entrant (one scratch canvas per detector); the
     :class:`Prepared` it returns owns its blob and may be kept.
@@ -446,9 +447,13 @@ class YoloDetector:
             raise ModelError(
                 f"{self.cfg.model}: task segment needs a prototype output (B, 32, mh, mw)"
             )
-        kpt = info.kpt_shape
+        kpt = self.cfg.kpt_shape or info.kpt_shape
         if task is Task.POSE and kpt is None:
-            raise ModelError(f"{self.cfg.model}: task pose needs 'kpt_shape' in the model metadata")
+            raise ModelError(
+                f"{self.cfg.model}: task pose needs the keypoint layout, and the model metadata "
+                "has no 'kpt_shape': set detector.kpt_shape: [K, D] in the config "
+                "(e.g. [17, 3] for COCO keypoints x, y, visibility)"
+            )
         # Extra rows after the class scores, whatever the task asked for: a
         # segment or pose model run as plain detect still carries them.
         nm = outs[proto].shape[1] if proto is not None else 0
