@@ -560,3 +560,101 @@ def test_config_kpt_shape_overrides_metadata(tmp_path) -> None:
     cfg = DetectorConfig(model=path, device="cpu", kpt_shape=(3, 2))
     with pytest.raises(ModelError, match=r"4 box \+ 4 classes \+ 6 extra"):
         YoloDetector(cfg).load()
+
+
+# --------------------------------------------------------------------------- batches
+
+# Frames of different sizes and brightness: the models below move boxes and
+# keypoints and lower scores with the picture's mean, so each frame keeps other
+# detections (5, 4 and 2 of 6 at 320x320) in other places.
+BATCH_FRAMES = [((480, 640), 30), ((300, 200), 130), ((720, 1280), 230)]
+
+
+def _weights(task: str, end2end: bool, outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-output weights of the image mean (see ``build_model``)."""
+    out0 = outs["output0"]
+    w = np.zeros_like(out0)
+    nc = 1 if task == "pose" else 2
+    if end2end:  # rows: x1, y1, x2, y2, score, class, extra
+        w[0, :, [0, 2]] = 40.0
+        w[0, :, 4] = -0.5
+        if task == "pose":
+            w[0, :, 6::3] = 20.0  # keypoint x (K = 3, d = 3)
+    else:  # channels: cx, cy, w, h, class scores, extra
+        w[0, 0] = 40.0
+        w[0, 4 : 4 + nc] = -0.5
+        if task == "pose":
+            w[0, 4 + nc :: 3] = 20.0
+    weights = {"output0": w}
+    if task == "segment":  # prototypes brighten but keep their sign: masks move with the boxes
+        weights["output1"] = np.full_like(outs["output1"], 0.5)
+    return weights
+
+
+class _CountingSession:
+    """The real ONNX Runtime session, recording the batch size of every call."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.batches: list[int] = []
+
+    def get_inputs(self):
+        return self.session.get_inputs()
+
+    def run(self, names, feed):
+        self.batches.append(len(next(iter(feed.values()))))
+        return self.session.run(names, feed)
+
+
+@pytest.mark.parametrize(("task", "end2end"), LAYOUTS)
+@pytest.mark.parametrize(("fp16", "imgsz"), [(False, (320, 320)), (True, (256, 320))])
+@pytest.mark.parametrize(("batch", "calls"), [(3, [3]), (2, [2, 1])])
+def test_dynamic_batch_equals_one_by_one(
+    tmp_path, task, end2end, fp16, imgsz, batch, calls
+) -> None:
+    """Several different frames per inference call decode exactly as one at a time."""
+    outs = _outputs(task, end2end, imgsz, 3)
+    meta = ultralytics_metadata(
+        task,
+        {0: "person"} if task == "pose" else {0: "person", 1: "car"},
+        imgsz,
+        1,
+        half=fp16,
+        dynamic=True,
+        nms=end2end,
+        kpt_shape=(3, 3) if task == "pose" else None,
+    )
+    path = build_model(
+        tmp_path / f"{task}.onnx",
+        outs,
+        imgsz=imgsz,
+        batch=None,
+        fp16=fp16,
+        metadata=meta,
+        weights=_weights(task, end2end, outs),
+    )
+    det = YoloDetector(DetectorConfig(model=path, device="cpu", batch=batch))
+    det.load()
+    assert det.max_batch == batch
+    session = _CountingSession(det._session)
+    det._session = session
+    frames = [np.full((h, w, 3), v, np.uint8) for (h, w), v in BATCH_FRAMES]
+    prepared = det.preprocess(frames)
+    outputs = det.infer(prepared)
+    assert session.batches == calls
+    assert [len(o) for o in outputs] == [3] * len(outputs)
+    together = det.postprocess(outputs, prepared)
+    alone = [det.predict([f])[0] for f in frames]
+    assert session.batches == [*calls, 1, 1, 1]
+    assert len(together) == 3
+    for a, b in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+        np.testing.assert_array_equal(a.class_id, b.class_id)
+        if task == "segment":
+            np.testing.assert_array_equal(a.mask, b.mask)
+        if task == "pose":
+            np.testing.assert_array_equal(a.data[DATA_KEYPOINTS], b.data[DATA_KEYPOINTS])
+    # each frame decodes to something else, so a mix-up between frames would show
+    counts = [len(d) for d in alone]
+    assert len(set(counts)) == 3 and min(counts) >= 1, counts
