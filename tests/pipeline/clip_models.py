@@ -102,6 +102,30 @@ def reference_tokenizer(bpe: Path) -> Any:
     return module.SimpleTokenizer(str(bpe))
 
 
+def write_hf_tokenizer(tok: Any, folder: Path, merges_as_pairs: bool = False) -> None:
+    """Hugging Face's tokenizer files for ``tok`` (a ``ClipTokenizer``) in ``folder``:
+    ``vocab.json`` + ``merges.txt`` and ``tokenizer.json`` (merges as ``"a b"``
+    strings, or as ``[a, b]`` pairs with ``merges_as_pairs``)."""
+    merges = sorted(tok.bpe_ranks, key=tok.bpe_ranks.__getitem__)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(tok.encoder), encoding="utf-8")
+    (folder / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8"
+    )
+    doc = {
+        "model": {
+            "type": "BPE",
+            "vocab": tok.encoder,
+            "merges": [list(m) if merges_as_pairs else " ".join(m) for m in merges],
+        },
+        "added_tokens": [
+            {"id": tok.sot_id, "content": "<|startoftext|>"},
+            {"id": tok.eot_id, "content": "<|endoftext|>"},
+        ],
+    }
+    (folder / "tokenizer.json").write_text(json.dumps(doc), encoding="utf-8")
+
+
 def _recipe_key(recipe: dict[str, Any], seed: int) -> str:
     import torch
     import transformers

@@ -10,13 +10,12 @@ and ``torch``.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
-from clip_models import AssetUnavailable, openai_bpe, reference_tokenizer
+from clip_models import AssetUnavailable, openai_bpe, reference_tokenizer, write_hf_tokenizer
 
 from edgewatch.errors import ModelError
 from edgewatch.pipeline.models.clip_tokenizer import (
@@ -200,27 +199,6 @@ def test_truncation_keeps_eot_and_warns(
     assert ("more than the context" in caplog.text) is truncated
 
 
-def _hf_files(tok: ClipTokenizer, folder: Path, merges_as_pairs: bool) -> None:
-    merges = sorted(tok.bpe_ranks, key=tok.bpe_ranks.__getitem__)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(tok.encoder), encoding="utf-8")
-    (folder / "merges.txt").write_text(
-        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8"
-    )
-    doc = {
-        "model": {
-            "type": "BPE",
-            "vocab": tok.encoder,
-            "merges": [list(m) if merges_as_pairs else " ".join(m) for m in merges],
-        },
-        "added_tokens": [
-            {"id": tok.sot_id, "content": "<|startoftext|>"},
-            {"id": tok.eot_id, "content": "<|endoftext|>"},
-        ],
-    }
-    (folder / "tokenizer.json").write_text(json.dumps(doc), encoding="utf-8")
-
-
 @pytest.mark.parametrize(
     ("layout", "pairs"),
     [
@@ -234,7 +212,7 @@ def test_file_formats_agree(
     layout: str, pairs: bool, tokenizer: ClipTokenizer, tmp_path: Path
 ) -> None:
     folder = tmp_path / Path(layout).parent
-    _hf_files(tokenizer, folder, pairs)
+    write_hf_tokenizer(tokenizer, folder, pairs)
     if layout == "vocab.json":
         (folder / "tokenizer.json").unlink()
     assert find_tokenizer_file(tmp_path) == tmp_path / layout
