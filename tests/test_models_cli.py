@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from edgewatch.cli import main
 from edgewatch.pipeline.models.quantize import convert_to_fp32
 
 F16, F32 = TensorProto.FLOAT16, TensorProto.FLOAT
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _meta(model: onnx.ModelProto, meta: dict[str, str]) -> None:
@@ -25,17 +29,22 @@ def _meta(model: onnx.ModelProto, meta: dict[str, str]) -> None:
 
 def build_info_model(path: Path, batch: int | str, meta: dict[str, str],
                      outputs: list[tuple[str, list[int | str]]]) -> Path:
-    """A model whose graph is ``ReduceMean`` -> Expand to each output shape."""
+    """A model whose graph is ``ReduceMean`` -> Reshape to (B, 1, ...) -> Expand to each
+    output shape (the batch dimension follows the input's, so ORT infers the declared shapes)."""
     inp = helper.make_tensor_value_info("images", F32, [batch, 3, 320, 320])
     nodes, outs, inits = [], [], []
     nodes.append(helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0))
     for name, shape in outputs:
-        static = [d if isinstance(d, int) else 1 for d in shape]
+        static = [1] + [d if isinstance(d, int) else 1 for d in shape[1:]]
         inits.append(numpy_helper.from_array(np.array(static, np.int64), f"{name}_shape"))
-        nodes.append(helper.make_node("Expand", ["m", f"{name}_shape"], [name]))
+        rows = np.array([-1] + [1] * (len(shape) - 1), np.int64)
+        inits.append(numpy_helper.from_array(rows, f"{name}_rows"))
+        nodes.append(helper.make_node("Reshape", ["m", f"{name}_rows"], [f"{name}_m"]))
+        nodes.append(helper.make_node("Expand", [f"{name}_m", f"{name}_shape"], [name]))
         outs.append(helper.make_tensor_value_info(name, F32, shape))
     graph = helper.make_graph(nodes, "info", [inp], outs, initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                              producer_name="edgewatch-test")
     model.ir_version = 8
     _meta(model, meta)
     onnx.save(model, str(path))
@@ -68,6 +77,8 @@ POSE_META = {
             "  output0  [1, 6, 2100]  float32",
             "  author  Ultralytics",
             "  names   {0: 'person', 1: 'car'}",
+            "producer: edgewatch-test",
+            "opset:    ai.onnx 13",
         ]),
         ("batch", POSE_META, [("output0", ["batch", 56, 2100])], [
             "task:     pose",
@@ -118,7 +129,46 @@ def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (doc["imgsz"], doc["stride"], doc["batch"]) == ([320, 320], 32, 1)
     assert doc["inputs"] == [{"name": "images", "shape": [1, 3, 320, 320], "dtype": "float32"}]
     assert doc["outputs"] == [{"name": "output0", "shape": [1, 6, 2100], "dtype": "float32"}]
+    assert (doc["producer"], doc["opset"]) == ("edgewatch-test", {"ai.onnx": 13})
     assert doc["metadata"] == DETECT_META
+
+
+def test_info_needs_only_onnxruntime(tmp_path: Path) -> None:
+    """`models info` in a fresh interpreter where `import onnx` fails (as after a plain
+    `pip install edgewatch`): the same answer, the opset left out."""
+    path = build_info_model(tmp_path / "m.onnx", "batch", POSE_META,
+                            [("output0", ["batch", 56, 2100])])
+    blocker = tmp_path / "no_onnx"
+    blocker.mkdir()
+    (blocker / "onnx.py").write_text("raise ImportError('onnx is not installed (test)')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)])}
+
+    def info(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edgewatch", "models", "info", str(path),
+                               *extra], capture_output=True, text=True, env=env, timeout=120)
+
+    probe = subprocess.run([sys.executable, "-c", "import onnx"], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert probe.returncode != 0 and "onnx is not installed (test)" in probe.stderr
+    r = info("--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["opset"] is None and doc["producer"] == "edgewatch-test"
+    assert (doc["task"], doc["names"], doc["kpt_shape"], doc["batch"]) == (
+        "pose", {"0": "person"}, [17, 3], None)
+    assert doc["inputs"] == [{"name": "images", "shape": ["batch", 3, 320, 320],
+                              "dtype": "float32"}]
+    assert doc["outputs"] == [{"name": "output0", "shape": ["batch", 56, 2100],
+                               "dtype": "float32"}]
+    assert doc["metadata"] == POSE_META
+    r = info()
+    assert r.returncode == 0, r.stderr
+    assert "opset:    (not read: pip install onnx to show it)" in r.stdout.splitlines()
+    assert "task:     pose" in r.stdout.splitlines()
+    r = subprocess.run([sys.executable, "-m", "edgewatch", "models", "info",
+                        str(tmp_path / "no_onnx" / "onnx.py")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1 and "not an ONNX file" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize(

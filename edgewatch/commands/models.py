@@ -1,7 +1,8 @@
 """``edgewatch models info | fetch | quantize | fp32``: inspect, download and convert models.
 
 - ``info MODEL.onnx``: task, classes, input size, stride, batch, inputs and
-  outputs (name, shape, dtype) and every metadata entry.
+  outputs (name, shape, dtype), producer, opsets and every metadata entry
+  (needs only onnxruntime; the opsets are shown when ``onnx`` is installed).
 - ``fetch NAME [--dest DIR]``: download a registry model (SHA-256 checked,
   resumable); ``fetch --list`` shows the registry. ``--registry FILE`` adds
   entries from YAML; ``$EDGEWATCH_MODEL_MIRROR`` replaces the download host.
@@ -19,7 +20,7 @@ import textwrap
 from typing import Any
 
 from edgewatch.errors import ModelError
-from edgewatch.pipeline.models.onnx import ModelInfo, TensorSpec, read_model_info
+from edgewatch.pipeline.models.onnx import ModelInfo, TensorSpec, read_model_info, read_opsets
 
 
 def register(sub: Any) -> None:
@@ -96,8 +97,8 @@ def _shape(spec: TensorSpec) -> str:
     return "[" + ", ".join("?" if d is None else str(d) for d in spec.shape) + "]"
 
 
-def info_dict(info: ModelInfo) -> dict[str, Any]:
-    """The ``models info --json`` object."""
+def info_dict(info: ModelInfo, opsets: dict[str, int] | None = None) -> dict[str, Any]:
+    """The ``models info --json`` object (``opset`` null when ``onnx`` is not installed)."""
     def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
         return [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in specs]
 
@@ -108,11 +109,12 @@ def info_dict(info: ModelInfo) -> dict[str, Any]:
         "batch": info.batch, "kpt_shape": list(info.kpt_shape) if info.kpt_shape else None,
         "half": info.half, "end2end": info.end2end,
         "inputs": tensors(info.inputs), "outputs": tensors(info.outputs),
+        "producer": info.producer or None, "opset": opsets,
         "metadata": dict(info.metadata),
     }
 
 
-def format_info(info: ModelInfo) -> str:
+def format_info(info: ModelInfo, opsets: dict[str, int] | None = None) -> str:
     """The ``models info`` text: one ``key: value`` per line, tensors and metadata indented."""
     names = ", ".join(f"{k}={v}" for k, v in sorted(info.names.items())) or "(none in metadata)"
     classes = textwrap.wrap(f"{len(info.names)}: {names}", 90) or [""]
@@ -129,6 +131,11 @@ def format_info(info: ModelInfo) -> str:
     ]
     if info.kpt_shape:
         lines.append(f"kpt_shape: {list(info.kpt_shape)}")
+    lines.append(f"producer: {info.producer or '(unknown)'}")
+    if opsets is None:
+        lines.append("opset:    (not read: pip install onnx to show it)")
+    else:
+        lines.append("opset:    " + ", ".join(f"{d} {v}" for d, v in sorted(opsets.items())))
     for title, specs in (("inputs", info.inputs), ("outputs", info.outputs)):
         lines.append(f"{title}:")
         lines += [f"  {s.name}  {_shape(s)}  {s.dtype}" for s in specs]
@@ -139,9 +146,9 @@ def format_info(info: ModelInfo) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    _need_onnx()
     info = read_model_info(args.model)
-    print(json.dumps(info_dict(info), indent=2) if args.json else format_info(info))
+    opsets = read_opsets(args.model)
+    print(json.dumps(info_dict(info, opsets), indent=2) if args.json else format_info(info, opsets))
     return 0
 
 

@@ -4,7 +4,9 @@ Two public entry points:
 
 - :func:`read_model_info` reads what an ONNX file says about itself (the
   ``metadata_props`` Ultralytics writes on export, plus the graph's inputs and
-  outputs) without building a session; ``edgewatch models info`` uses it.
+  outputs) through a CPU session without graph optimisation, so it needs only
+  onnxruntime; ``edgewatch models info`` uses it (and :func:`read_opsets`, which
+  needs the optional ``onnx`` package).
 - :func:`create_session` builds an :class:`onnxruntime.InferenceSession` for a
   ``device`` string (``auto | cpu | cuda[:N] | tensorrt[:N] | openvino |
   coreml``). A provider this onnxruntime build lacks, or one that fails to
@@ -92,7 +94,8 @@ class ModelInfo:
     is dynamic; ``kpt_shape`` is ``(K, d)`` with d = 2 (x, y) or 3 (x, y,
     visibility); ``half`` is True for fp16 exports or fp16 inputs; ``end2end``
     is True for NMS-free outputs ``(B, max_det, 6 + extra)``. ``metadata`` is
-    the raw ``metadata_props`` (str -> str).
+    the raw ``metadata_props`` (str -> str); ``producer`` the exporter's name
+    (``pytorch`` for Ultralytics exports; empty when unknown).
     """
 
     path: Path
@@ -108,6 +111,7 @@ class ModelInfo:
     outputs: tuple[TensorSpec, ...]
     metadata: dict[str, str] = field(default_factory=dict)
     args: dict[str, Any] = field(default_factory=dict)
+    producer: str = ""
 
     @property
     def input_dtype(self) -> np.dtype[Any]:
@@ -176,6 +180,7 @@ def build_model_info(
     metadata: Mapping[str, str],
     inputs: tuple[TensorSpec, ...],
     outputs: tuple[TensorSpec, ...],
+    producer: str = "",
 ) -> ModelInfo:
     """Assemble a :class:`ModelInfo` from raw metadata and graph signatures."""
     meta = dict(metadata)
@@ -220,6 +225,7 @@ def build_model_info(
         outputs=outputs,
         metadata=meta,
         args=args,
+        producer=producer,
     )
 
 
@@ -230,52 +236,42 @@ def _check_file(path: Path) -> None:
         raise ModelError(f"model path is not a file: {path}")
 
 
-def _proto_specs(values: Any) -> tuple[TensorSpec, ...]:
-    from onnx import helper  # onnx is only needed for reading without a session
-
-    specs = []
-    for v in values:
-        tt = v.type.tensor_type
-        shape: list[Dim] = []
-        for d in tt.shape.dim:
-            if d.HasField("dim_value"):
-                shape.append(int(d.dim_value))
-            else:
-                shape.append(d.dim_param or None)
-        try:
-            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
-        except (KeyError, TypeError, ValueError):
-            dtype = f"onnx:{tt.elem_type}"
-        specs.append(TensorSpec(v.name, tuple(shape), dtype))
-    return tuple(specs)
-
-
 def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
-    """Read metadata and input/output signatures of an ONNX file (no session).
+    """Read metadata and input/output signatures of an ONNX file.
 
-    Raises ModelError for a missing file, a file that is not ONNX, or one
-    whose metadata values are malformed.
+    Opens a CPU session without graph optimisation (onnxruntime only; no
+    accelerator is touched). Raises ModelError for a missing file, a file that
+    is not ONNX or that ONNX Runtime cannot load, or malformed metadata values.
     """
-    import onnx
-    from google.protobuf.message import DecodeError
-
     p = Path(path)
     _check_file(p)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3  # load errors become a ModelError, not console noise
+    session = _open(p, [(CPU, {})], opts, metrics=None, stage="model info")
+    return session_model_info(session, p)
+
+
+def read_opsets(path: str | os.PathLike[str]) -> dict[str, int] | None:
+    """``{domain: opset version}`` of an ONNX file (``ai.onnx`` for the default
+    domain), or None when the optional ``onnx`` package is not installed or
+    cannot parse the file; ONNX Runtime does not expose the opsets."""
     try:
-        model = onnx.load(str(p), load_external_data=False)
-    except (DecodeError, ValueError, OSError, RuntimeError) as e:
-        raise ModelError(f"{p}: not an ONNX file ({e.__class__.__name__}: {e})") from e
-    graph = model.graph
-    if not graph.output or not (graph.node or graph.input):
-        raise ModelError(f"{p}: not an ONNX file (no graph inputs, nodes or outputs)")
-    initializers = {t.name for t in graph.initializer}
-    inputs = _proto_specs([i for i in graph.input if i.name not in initializers])
-    meta = {m.key: m.value for m in model.metadata_props}
-    return build_model_info(p, meta, inputs, _proto_specs(graph.output))
+        import onnx
+        from google.protobuf.message import DecodeError
+    except ImportError:
+        logger.debug("onnx is not installed: opset versions not read")
+        return None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, OSError) as e:
+        logger.warning("%s: onnx could not read the opsets: %s", path, e)
+        return None
+    return {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
 
 
 def session_model_info(session: ort.InferenceSession, path: str | os.PathLike[str]) -> ModelInfo:
-    """:class:`ModelInfo` of an open session (same content as :func:`read_model_info`)."""
+    """:class:`ModelInfo` of an open session."""
 
     def specs(args: list[Any]) -> tuple[TensorSpec, ...]:
         return tuple(
@@ -283,9 +279,13 @@ def session_model_info(session: ort.InferenceSession, path: str | os.PathLike[st
             for a in args
         )
 
-    meta = dict(session.get_modelmeta().custom_metadata_map)
+    modelmeta = session.get_modelmeta()
     return build_model_info(
-        Path(path), meta, specs(session.get_inputs()), specs(session.get_outputs())
+        Path(path),
+        dict(modelmeta.custom_metadata_map),
+        specs(session.get_inputs()),
+        specs(session.get_outputs()),
+        producer=modelmeta.producer_name or "",
     )
 
 
