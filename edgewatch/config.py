@@ -371,6 +371,13 @@ class ZmqSinkConfig(_SinkBase):
         " all subscribers; false: libzmq drops per subscriber, uncounted",
     )
     curve: CurveConfig | None = Field(None, description="CURVE encryption and authentication")
+    linger_ms: int = Field(
+        1000,
+        ge=0,
+        le=10_000,
+        description="at stop, ms to keep sending queued messages to connected subscribers"
+        " (never longer; 0 drops them at once)",
+    )
 
 
 class DisplaySinkConfig(_SinkBase):

@@ -209,9 +209,13 @@ class ZmqSink(Sink):
             self._send(ev.source_id, [ev.source_id.encode("utf-8"), dumps(event_message(ev))])
 
     def stop(self) -> None:
-        """Close the socket (linger 0), stop the authenticator, end an own context."""
+        """Close the socket, stop the authenticator, end an own context.
+
+        Queued messages get ``linger_ms`` to reach connected subscribers (the
+        context's ``term`` waits at most that long for them), then are dropped.
+        """
         if self._socket is not None:
-            self._socket.close(linger=0)
+            self._socket.close(linger=self.cfg.linger_ms)
             self._socket = None
         if self._auth is not None:
             self._auth.stop()

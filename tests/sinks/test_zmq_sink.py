@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import zmq
+from pydantic import ValidationError
 from sinkdata import T0, result
 
 from edgewatch.commands.keys import generate_keypair
@@ -177,6 +179,58 @@ def test_own_context_is_terminated() -> None:
     ctx = sink._context
     sink.stop()
     assert ctx is not None and ctx.closed
+
+
+@pytest.mark.parametrize("own_context", [True, False], ids=["own-context", "runner-context"])
+def test_messages_published_right_before_stop_all_arrive(own_context: bool) -> None:
+    """The end of a file run: the subscriber is behind, so the last results are
+    still queued in the PUB socket when the sink stops; the bounded linger lets
+    every one of them reach it (linger 0 loses most of them)."""
+    n = 200
+    ctx = None if own_context else zmq.Context()
+    # ~10 MB queued take ~0.2 s to drain here; 5 s of linger leave room for a busy CI
+    sink = _sink(ctx, hwm=n + 10, send_image=True, linger_ms=5000)
+    frames = [_big_result(i) for i in range(4)]  # ~50 kB of JPEG each
+    got: list[int] = []
+    go = threading.Event()
+    with Subscriber(sink.endpoint, rcvhwm=1) as sub:
+        assert _join(sink, sub)
+
+        def read() -> None:
+            go.wait()
+            got.extend(m.body["frame"] for m in iter(lambda: sub.recv(1.0), None))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        for i in range(n):
+            sink.write(frames[i % 4])
+        go.set()  # the subscriber catches up only now, while the sink stops
+        sink.stop()
+        if ctx is not None:
+            ctx.term()  # what the runner does after stopping its sinks
+        reader.join(60.0)
+    assert got == [i % 4 for i in range(n)]
+
+
+def test_linger_is_bounded_with_a_stuck_subscriber() -> None:
+    sink = _sink(None, hwm=100_000, send_image=True, linger_ms=200)
+    frames = [_big_result(i) for i in range(4)]
+    with Subscriber(sink.endpoint, rcvhwm=1) as sub:  # connected, never reads
+        assert _join(sink, sub)
+        for i in range(400):
+            sink.write(frames[i % 4])
+        stopper = threading.Thread(target=sink.stop, daemon=True)
+        stopper.start()
+        # a generous bound: linger -1 (wait for delivery) would hang here for good
+        stopper.join(30.0)
+        assert not stopper.is_alive(), "stop() waited for a subscriber that never reads"
+
+
+def test_linger_ms_bounds() -> None:
+    assert ZmqSinkConfig().linger_ms == 1000
+    for bad in (-1, 10_001):
+        with pytest.raises(ValidationError, match="linger_ms"):
+            ZmqSinkConfig(linger_ms=bad)
 
 
 def test_passed_context_stays_usable(context: zmq.Context) -> None:
