@@ -262,23 +262,6 @@ def test_long_prompt_warns_at_start(
     assert lab.text_embeddings[""].shape == (2, 48)
 
 
-def test_registry_entries_fit_the_loader() -> None:
-    """Every fetchable CLIP entry lands in a directory ClipModel can open."""
-    from edgewatch.pipeline.models.clip import TEXT_FILES, VISION_FILES
-    from edgewatch.pipeline.models.clip_registry import CLIP_MODELS
-    from edgewatch.pipeline.models.clip_tokenizer import TOKENIZER_FILES
-
-    assert CLIP_MODELS
-    for entry in CLIP_MODELS:
-        names = {f.filename for f in entry.files}
-        assert entry.task == "clip"
-        assert names & set(VISION_FILES) and names & set(TEXT_FILES), entry.name
-        assert names & set(TOKENIZER_FILES), entry.name
-        if "vocab.json" in names:
-            assert "merges.txt" in names, entry.name
-        assert all(f.url.startswith("https://huggingface.co/") for f in entry.files)
-
-
 @pytest.mark.parametrize(
     ("spatial", "files", "size"),
     [
@@ -317,3 +300,90 @@ def test_fixed_batch_models_are_chunked(
     np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-6)
     np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-6)
     assert results[1][0].shape == (len(crops), 8)
+
+
+def _toy_dir(d: Path, model_dir: Path, meta: dict[str, dict[str, str]]) -> Path:
+    """Toy encoders with ONNX metadata (``{"image_encoder.onnx": {key: value}}``) + the BPE."""
+    import onnx
+
+    d.mkdir(parents=True, exist_ok=True)
+    write_toy_encoders(d, 224, "n")
+    os.symlink(model_dir / "bpe_simple_vocab_16e6.txt.gz", d / "bpe_simple_vocab_16e6.txt.gz")
+    for name, props in meta.items():
+        m = onnx.load(str(d / name))
+        onnx.helper.set_model_props(m, props)
+        onnx.save(m, str(d / name))
+    return d
+
+
+V, T = "image_encoder.onnx", "text_encoder.onnx"
+CLIP_JSON, HF_CONFIG = '{"logit_scale": 50}', '{"logit_scale_init_value": 3.0}'
+
+
+@pytest.mark.parametrize(
+    ("caller", "files", "meta", "expected", "source"),
+    [
+        (None, {}, {}, 100.0, "default"),
+        (None, {}, {V: {"logit_scale": "20"}}, 20.0, "image_encoder.onnx metadata"),
+        (None, {}, {T: {"logit_scale": "30.5"}}, 30.5, "text_encoder.onnx metadata"),
+        (None, {}, {V: {"logit_scale": "20"}, T: {"logit_scale": "30"}}, 20.0,
+         "image_encoder.onnx metadata"),
+        (None, {"config.json": HF_CONFIG}, {V: {"logit_scale": "20"}}, 20.085537, "config.json"),
+        (None, {"config.json": HF_CONFIG, "clip.json": CLIP_JSON}, {V: {"logit_scale": "20"}},
+         50.0, "clip.json"),
+        (7.0, {"config.json": HF_CONFIG, "clip.json": CLIP_JSON}, {V: {"logit_scale": "20"}},
+         7.0, "labeler.logit_scale"),
+        (None, {"config.json": '{"logit_scale_init_value": 4.6052}'}, {}, 99.999, "config.json"),
+    ],
+)
+def test_logit_scale_sources(
+    tmp_path: Path,
+    model_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    caller: float | None,
+    files: dict[str, str],
+    meta: dict[str, dict[str, str]],
+    expected: float,
+    source: str,
+) -> None:
+    d = _toy_dir(tmp_path / "m", model_dir, meta)
+    for name, text in files.items():
+        (d / name).write_text(text)
+    with caplog.at_level(logging.INFO, logger="edgewatch.pipeline.models.clip"):
+        m = ClipModel.load(d, device="cpu", logit_scale=caller)
+    assert m.logit_scale == pytest.approx(expected, rel=1e-4)
+    assert f"logit scale {expected:.4g} ({source})" in caplog.text
+    assert "training start value" not in caplog.text
+
+
+def test_hf_default_init_value_is_used_with_a_warning(
+    tmp_path: Path, model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = _toy_dir(tmp_path / "m", model_dir, {})
+    (d / "config.json").write_text('{"logit_scale_init_value": 2.6592}')
+    with caplog.at_level(logging.WARNING):
+        m = ClipModel.load(d, device="cpu")
+    assert m.logit_scale == pytest.approx(14.2848, rel=1e-4)
+    assert "training start value" in caplog.text and "labeler.logit_scale" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("files", "meta", "message"),
+    [
+        ({"clip.json": '{"logit_scale": 5000}'}, {}, r"clip.json logit_scale: .* \(0, 1000\]"),
+        ({"clip.json": '{"logit_scale": "x"}'}, {}, "clip.json logit_scale: .* a number"),
+        ({"config.json": '{"logit_scale_init_value": "x"}'}, {}, "expected the log of a scale"),
+        ({"config.json": '{"logit_scale_init_value": 9}'}, {}, "expected the log of a scale"),
+        ({}, {V: {"logit_scale": "abc"}}, "image_encoder.onnx metadata logit_scale: .* number"),
+        ({}, {T: {"logit_scale": "0"}}, r"text_encoder.onnx metadata logit_scale: .* \(0, 1000"),
+        ({}, {V: {"logit_scale": "nan"}}, r"metadata logit_scale: .* \(0, 1000"),
+    ],
+)
+def test_bad_logit_scale_is_a_model_error(
+    tmp_path: Path, model_dir: Path, files: dict[str, str], meta: dict, message: str
+) -> None:
+    d = _toy_dir(tmp_path / "m", model_dir, meta)
+    for name, text in files.items():
+        (d / name).write_text(text)
+    with pytest.raises(ModelError, match=message):
+        ClipModel.load(d, device="cpu")

@@ -13,9 +13,16 @@ clip-as-service (``visual.onnx``, ``textual.onnx``), Immich
 * Embedding width comes from the encoders' outputs; an output whose name ends
   in ``embeds`` (``image_embeds``, ``text_embeds``) is preferred, else the first
   2-D output. Both widths must agree.
-* The logit scale (a plain multiplier, 100 for OpenAI's weights) comes from the
-  caller, else ``clip.json``'s ``logit_scale``, else 100. (``config.json``'s
-  ``logit_scale_init_value`` is the training *start* value and is ignored.)
+* The logit scale (a plain multiplier, 100 for OpenAI's weights) comes, first
+  found wins, from: the caller (``labeler.logit_scale``); ``clip.json``'s
+  ``logit_scale``; a Hugging Face ``config.json``'s ``logit_scale_init_value``
+  (the log of the scale: ``exp(value)``); the ONNX metadata key ``logit_scale``
+  of the image, then the text encoder (a plain multiplier); else 100. The
+  configuration files win over the model's metadata. Note that
+  ``logit_scale_init_value`` is the scale a model *started* training from:
+  Hugging Face's default 2.6592 (``exp`` = 14.3) is logged as a warning,
+  since OpenAI's trained weights use 100 and their ``config.json`` still says
+  2.6592.
 * Mean/std come from ``preprocessor_config.json`` (``image_mean``/``image_std``)
   when present, else OpenAI's values.
 
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,32 +271,30 @@ class ClipModel:
         tokenizer = ClipTokenizer.from_dir(files.root)
         vision = _create_session(files.vision, device, intra_op_num_threads, metrics)
         text = _create_session(files.text, device, intra_op_num_threads, metrics)
-        meta = _read_json_opt(files.root / "clip.json")
         pre = _read_json_opt(files.root / "preprocessor_config.json")
-        scale = (
-            logit_scale if logit_scale is not None else meta.get("logit_scale", DEFAULT_LOGIT_SCALE)
+        scale, scale_source = (
+            (_check_scale(logit_scale, "labeler.logit_scale"), "labeler.logit_scale")
+            if logit_scale is not None
+            else _model_logit_scale(files, vision, text)
         )
-        if not isinstance(scale, (int, float)) or not 0 < float(scale) <= 1000:
-            raise ModelError(
-                f"{files.root / 'clip.json'}: logit_scale must be in (0, 1000], got {scale!r}"
-            )
         model = cls(
             files,
             vision,
             text,
             tokenizer,
-            float(scale),
+            scale,
             CropMode(crop_mode),
             mean=_triple(pre.get("image_mean"), CLIP_MEAN),
             std=_triple(pre.get("image_std"), CLIP_STD),
         )
         log.info(
-            "CLIP loaded from %s: image %dx%d, embedding %d, logit scale %.4g, crop %s",
+            "CLIP loaded from %s: image %dx%d, embedding %d, logit scale %.4g (%s), crop %s",
             files.root,
             model.image_size,
             model.image_size,
             model.embed_dim,
             model.logit_scale,
+            scale_source,
             model.crop_mode.value,
         )
         return model
@@ -383,6 +389,58 @@ def _image_size(shape: Sequence[object], root: Path) -> int:
         _dig(config, "model_cfg", "vision_cfg", "image_size"),
     )
     return next((c for c in candidates if isinstance(c, int) and c > 0), DEFAULT_IMAGE_SIZE)
+
+
+#: Hugging Face's ``CLIPConfig.logit_scale_init_value`` default, ``ln(1 / 0.07)``.
+HF_INIT_LOG_SCALE = 2.6592
+
+
+def _check_scale(value: object, where: str) -> float:
+    """``value`` as a logit scale in (0, 1000]; :class:`ModelError` naming ``where`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ModelError(f"{where}: logit scale must be a number, got {value!r}")
+    if not 0 < float(value) <= 1000:
+        raise ModelError(f"{where}: logit scale must be in (0, 1000], got {value!r}")
+    return float(value)
+
+
+def _model_logit_scale(
+    files: ClipFiles, vision: ort.InferenceSession, text: ort.InferenceSession
+) -> tuple[float, str]:
+    """The scale the model directory or the encoders declare, and where it came from.
+
+    Order (first found wins): ``clip.json`` ``logit_scale``; ``config.json``
+    ``exp(logit_scale_init_value)``; ONNX metadata ``logit_scale`` of the image,
+    then the text encoder; else :data:`DEFAULT_LOGIT_SCALE`.
+    """
+    clip_json, config_json = files.root / "clip.json", files.root / "config.json"
+    value = _read_json_opt(clip_json).get("logit_scale")
+    if value is not None:
+        return _check_scale(value, f"{clip_json} logit_scale"), clip_json.name
+    init = _read_json_opt(config_json).get("logit_scale_init_value")
+    if init is not None:
+        where = f"{config_json} logit_scale_init_value"
+        if isinstance(init, bool) or not isinstance(init, (int, float)) or init > 7:
+            raise ModelError(f"{where}: expected the log of a scale in (0, 1000], got {init!r}")
+        if abs(init - HF_INIT_LOG_SCALE) < 1e-3:
+            log.warning(
+                "%s is %.4f, Hugging Face's training start value (scale %.1f), not a trained "
+                "one; OpenAI's weights use 100: set labeler.logit_scale if scores look flat",
+                where,
+                init,
+                math.exp(init),
+            )
+        return _check_scale(math.exp(init), where), config_json.name
+    for path, session in ((files.vision, vision), (files.text, text)):
+        raw = session.get_modelmeta().custom_metadata_map.get("logit_scale")
+        if raw is not None:
+            where = f"{path} metadata logit_scale"
+            try:
+                number = float(raw)
+            except ValueError as e:
+                raise ModelError(f"{where}: logit scale must be a number, got {raw!r}") from e
+            return _check_scale(number, where), f"{path.name} metadata"
+    return DEFAULT_LOGIT_SCALE, "default"
 
 
 def _dig(doc: object, *keys: str) -> object:
