@@ -32,6 +32,10 @@ HELP: dict[str, tuple[str, str]] = {
     "edgewatch_reconnects_total": ("counter", "Source reconnect attempts."),
     "edgewatch_sink_errors_total": ("counter", "Sink write failures."),
     "edgewatch_fallbacks_total": ("counter", "Fallbacks taken (provider, decoder, ...)."),
+    "edgewatch_inference_calls_total": (
+        "counter",
+        "Model runs, per stage (one run may hold a batch of frames).",
+    ),
     "edgewatch_relinks_total": ("counter", "New tracks re-linked to a lost track by appearance."),
     "edgewatch_tracker_resets_total": (
         "counter",

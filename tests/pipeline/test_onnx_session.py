@@ -331,17 +331,21 @@ def _frames() -> list[np.ndarray]:
 )
 def test_batch_equals_one_by_one(tmp_path, batch, cfg_batch, max_batch, calls) -> None:
     meta = ultralytics_metadata(imgsz=IMGSZ, batch=batch or 1, dynamic=batch is None)
+    metrics = Metrics()
     det = YoloDetector(
         DetectorConfig(
             model=_detect_model(tmp_path, batch=batch, meta=meta, weights=True),
             device="cpu",
             batch=cfg_batch,
-        )
+        ),
+        metrics,
     )
     det.load()
     assert det.max_batch == max_batch
+    assert metrics.counter("edgewatch_inference_calls_total", stage="detector") == 0  # warm-up
     frames = _frames()
     together = det.predict(frames)
+    assert metrics.counter("edgewatch_inference_calls_total", stage="detector") == calls
     alone = [det.predict([f])[0] for f in frames]
     assert len(together) == 3
     for a, b in zip(together, alone, strict=True):

@@ -560,7 +560,10 @@ class YoloDetector:
 
     def infer(self, prepared: Prepared) -> list[np.ndarray]:
         """Run the network; returns the session outputs for ``len(prepared)``
-        images (calls of ``max_batch`` frames; a static batch is zero-padded)."""
+        images (calls of ``max_batch`` frames; a static batch is zero-padded).
+
+        Each call is counted in ``edgewatch_inference_calls_total{stage="detector"}``
+        (the warm-up is not)."""
         self._loaded()
         n = len(prepared)
         if n == 0:
@@ -574,6 +577,7 @@ class YoloDetector:
                 fill = np.zeros((self._static_batch - real, *part.shape[1:]), dtype=part.dtype)
                 part = np.concatenate([part, fill])
             chunks.append([o[:real] for o in self._run(np.ascontiguousarray(part))])
+            self.metrics.inc("edgewatch_inference_calls_total", stage="detector")
         if len(chunks) == 1:
             return chunks[0]
         return [np.concatenate(outs) for outs in zip(*chunks, strict=True)]
