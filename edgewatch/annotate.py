@@ -6,6 +6,7 @@ COCO-17 skeleton when there are 17 keypoints, and one label per detection::
 
     "#7 person 0.91"                      # track id, class name, confidence
     "#7 person 0.91 | carrying a bag"     # with the track's CLIP label
+    "#7 person 0.91 | role: delivery worker 0.81 | carrying: bag 0.70"   # label groups
 
 Colours follow the track id when the detections are tracked, else the class.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import supervision as sv
 from supervision.key_points.skeletons import Skeleton
 
-from edgewatch.types import DATA_KEYPOINTS, DATA_LABEL
+from edgewatch.types import DATA_KEYPOINTS, DATA_LABEL, DATA_LABEL_GROUPS
 
 #: Keypoints whose confidence is below this are not drawn (Ultralytics' default).
 KEYPOINT_MIN_CONF = 0.5
@@ -27,7 +28,8 @@ COCO_KEYPOINTS = 17
 
 
 def detection_labels(detections: sv.Detections, class_names: Mapping[int, str]) -> list[str]:
-    """One label text per detection: ``"#id class conf"`` plus ``" | label"`` when known.
+    """One label text per detection: ``"#id class conf"`` plus ``" | label"`` when known,
+    then ``" | group: label score"`` for each of the labeler's groups with a result.
 
     The id part is left out for untracked detections, the confidence when
     there is none; class ids without a name are shown as numbers.
@@ -39,6 +41,7 @@ def detection_labels(detections: sv.Detections, class_names: Mapping[int, str]) 
     ['#7 person 0.91', '3 0.50']
     """
     labels = detections.data.get(DATA_LABEL)
+    groups = detections.data.get(DATA_LABEL_GROUPS)
     out: list[str] = []
     for i in range(len(detections)):
         parts: list[str] = []
@@ -52,8 +55,22 @@ def detection_labels(detections: sv.Detections, class_names: Mapping[int, str]) 
         text = " ".join(parts)
         if labels is not None and isinstance(labels[i], str) and labels[i]:
             text = f"{text} | {labels[i]}"
+        if groups is not None and isinstance(groups[i], Mapping):
+            text += "".join(_group_text(g, v) for g, v in groups[i].items())
         out.append(text)
     return out
+
+
+def _group_text(group: object, value: object) -> str:
+    """``" | group: label 0.81"`` for one ``(label, score)`` group result, "" for none."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not value[0]:
+        return ""
+    label, score = value
+    try:
+        shown = f" {float(score):.2f}" if np.isfinite(float(score)) else ""
+    except (TypeError, ValueError):
+        shown = ""
+    return f" | {group}: {label}{shown}"
 
 
 def _color_lookup(detections: sv.Detections) -> np.ndarray:

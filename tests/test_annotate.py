@@ -7,7 +7,7 @@ import pytest
 import supervision as sv
 
 from edgewatch.annotate import Annotator, detection_labels
-from edgewatch.types import DATA_KEYPOINTS, DATA_LABEL
+from edgewatch.types import DATA_KEYPOINTS, DATA_LABEL, DATA_LABEL_GROUPS
 
 NAMES = {0: "person", 1: "car"}
 EDGE_BGR = sv.Color(r=163, g=81, b=251).as_bgr()  # supervision's default skeleton colour
@@ -24,6 +24,14 @@ def _det(n: int = 1, **kw: object) -> sv.Detections:
     return sv.Detections(**base)  # type: ignore[arg-type]
 
 
+def _groups(*rows: dict[str, tuple[str, float]]) -> np.ndarray:
+    """The labeler's ``DATA_LABEL_GROUPS`` column: one ``{group: (label, score)}`` per row."""
+    out = np.empty(len(rows), dtype=object)
+    for i, row in enumerate(rows):
+        out[i] = row
+    return out
+
+
 @pytest.mark.parametrize(
     ("kw", "expected"),
     [
@@ -36,6 +44,16 @@ def _det(n: int = 1, **kw: object) -> sv.Detections:
          ["#3 person 0.88 | delivery worker"]),
         ({"data": {DATA_LABEL: np.array([None], dtype=object)}}, ["#3 person 0.88"]),
         ({"data": {DATA_LABEL: np.array([""], dtype=object)}}, ["#3 person 0.88"]),
+        ({"data": {DATA_LABEL_GROUPS: _groups({"role": ("delivery worker", 0.8123),
+                                                "carrying": ("bag", 0.7)})}},
+         ["#3 person 0.88 | role: delivery worker 0.81 | carrying: bag 0.70"]),
+        ({"data": {DATA_LABEL: np.array(["pedestrian"], dtype=object),
+                   DATA_LABEL_GROUPS: _groups({"role": ("unknown", 0.25)})}},
+         ["#3 person 0.88 | pedestrian | role: unknown 0.25"]),
+        ({"data": {DATA_LABEL_GROUPS: _groups({"role": ("", float("nan")),
+                                                "carrying": ("bag", float("nan"))})}},
+         ["#3 person 0.88 | carrying: bag"]),
+        ({"data": {DATA_LABEL_GROUPS: _groups({})}}, ["#3 person 0.88"]),
     ],
 )
 def test_detection_labels(kw: dict, expected: list[str]) -> None:
@@ -93,3 +111,21 @@ def test_skeleton_only_for_coco17(k: int, edge_drawn: bool) -> None:
     assert tuple(out[120, 80]) == EDGE_BGR and tuple(out[120, 120]) == EDGE_BGR  # vertices
     assert (tuple(out[120, 100]) == EDGE_BGR) is edge_drawn
     assert tuple(out[10, 10]) == (0, 0, 0)  # invisible (confidence 0) points are not drawn
+
+
+def test_group_labels_are_drawn() -> None:
+    """The drawn label of a grouped track carries both groups: a longer text, wider strip."""
+    img = np.zeros((300, 900, 3), np.uint8)
+    plain = _det(data={DATA_LABEL: np.array(["pedestrian"], dtype=object)})
+    grouped = _det(data={
+        DATA_LABEL: np.array(["pedestrian"], dtype=object),
+        DATA_LABEL_GROUPS: _groups({"role": ("delivery worker", 0.81), "carrying": ("bag", 0.7)}),
+    })
+    strips = []
+    for det in (plain, grouped):
+        out = Annotator().annotate(img, det, NAMES)
+        strip = out[30:58].any(axis=(0, 2))  # the label row above the box (y 60..160)
+        strips.append(np.flatnonzero(strip))
+    (p, g) = strips
+    assert p.size and g.size and p.min() == g.min() == 50  # both start at the box's left edge
+    assert g.max() > p.max() + 150  # the grouped label runs much further right
