@@ -3,11 +3,14 @@
 ::
 
     source-<id> threads ─► per-source queue ─► prep (gather a batch across
-    sources, letterbox) ─► infer (ONNX Runtime, decode, NMS) ─► track
-    (per-source tracker, labeler, FrameResult) ─► one worker per sink
+    sources, letterbox) ─► infer (ONNX Runtime) ─► post (decode, NMS, to
+    source pixels) ─► track (per-source tracker, labeler, FrameResult)
+    ─► one worker per sink
 
-ONNX Runtime releases the GIL, so decoding, pre- and post-processing,
-tracking and the sinks run while the model computes. Live sources (and files
+Each stage hands whole batches (then frames) on in the order it got them, so
+every source's frames stay in order. ONNX Runtime releases the GIL, so
+decoding, pre- and post-processing (of the batch before), tracking and the
+sinks run while the model computes. Live sources (and files
 with ``realtime: true``) drop the oldest queued frame; other files block, so
 every frame is processed. Every drop is counted per source and stage.
 """
@@ -18,9 +21,9 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 import supervision as sv
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _END = object()
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -117,6 +121,15 @@ class _Work:
     pre_ms: float
 
 
+@dataclass(frozen=True)
+class _Inferred:
+    """A batch after the network, before decoding: raw outputs and timings."""
+
+    work: _Work
+    outputs: list[np.ndarray]
+    infer_ms: float
+
+
 class Pipeline:
     """Runs one :class:`PipelineConfig` until its sources end or :meth:`stop`."""
 
@@ -144,6 +157,7 @@ class Pipeline:
         self._sinks_stopped = False
         self._threads: list[threading.Thread] = []
         self._infer_q: BoundedQueue[_Work | object] = BoundedQueue(2, Policy.BLOCK)
+        self._post_q: BoundedQueue[_Inferred | object] = BoundedQueue(2, Policy.BLOCK)
         self._track_q: BoundedQueue[tuple[Frame, sv.Detections, dict[str, float]] | object] = (
             BoundedQueue(16, Policy.BLOCK)
         )
@@ -191,6 +205,7 @@ class Pipeline:
         for name, target in (
             ("prep", self._prep_loop),
             ("infer", self._infer_loop),
+            ("post", self._post_loop),
             ("track", self._track_loop),
         ):
             t = threading.Thread(target=self._guard(target), name=name, daemon=True)
@@ -277,8 +292,7 @@ class Pipeline:
         if not self._done.wait(max(0.0, deadline - time.monotonic())):
             log.warning("shutdown deadline reached; abandoning queued frames")
             self._hard_stop.set()
-            self._infer_q.close()
-            self._track_q.close()
+            self._close_stage_queues()
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
         with self._sources_lock:
@@ -297,6 +311,10 @@ class Pipeline:
         if self._bar is not None:
             self._bar.close()
 
+    def _close_stage_queues(self) -> None:
+        for q in (self._infer_q, self._post_q, self._track_q):
+            q.close()
+
     def _close_zmq(self) -> None:
         if self._zmq_context is not None:
             self._zmq_context.term()
@@ -311,8 +329,7 @@ class Pipeline:
                 self._fatal = mask(f"{threading.current_thread().name}: {e}")
                 self._hard_stop.set()
                 self.stop()
-                self._infer_q.close()
-                self._track_q.close()
+                self._close_stage_queues()
                 self._done.set()
 
         return run
@@ -426,27 +443,53 @@ class Pipeline:
         except Closed:
             return
 
-    def _infer_loop(self) -> None:
-        assert self._detector is not None
+    def _items(self, q: BoundedQueue[_T]) -> Iterator[_T]:
+        """Items of a stage queue until its end marker (or a hard stop)."""
         while True:
-            work = self._infer_q.get(0.2)
-            if work is None:
+            item = q.get(0.2)
+            if item is None:
                 if self._hard_stop.is_set():
                     return
                 continue
-            if work is _END:
-                break
+            if item is _END:
+                return
+            yield item
+
+    def _end(self, q: BoundedQueue[_T]) -> None:
+        """Pass the end marker on (not after a hard stop: the queue is closed)."""
+        if not self._hard_stop.is_set():
+            try:
+                q.put(cast("_T", _END))
+            except Closed:
+                return
+
+    def _infer_loop(self) -> None:
+        assert self._detector is not None
+        for work in self._items(self._infer_q):
             assert isinstance(work, _Work)
             t0 = time.perf_counter()
             outputs = self._detector.infer(work.prepared)
-            t1 = time.perf_counter()
-            dets = self._detector.postprocess(outputs, work.prepared)
-            t2 = time.perf_counter()
+            infer_ms = (time.perf_counter() - t0) * 1000
+            try:
+                self._post_q.put(_Inferred(work, outputs, infer_ms), self._hard_stop)
+            except Closed:
+                return
+        self._end(self._post_q)
+
+    def _post_loop(self) -> None:
+        """Decode and NMS batch k here while the infer thread runs batch k+1."""
+        assert self._detector is not None
+        for item in self._items(self._post_q):
+            assert isinstance(item, _Inferred)
+            work = item.work
+            t0 = time.perf_counter()
+            dets = self._detector.postprocess(item.outputs, work.prepared)
+            post_ms = (time.perf_counter() - t0) * 1000
             n = len(work.frames)
             timing = {
                 "preprocess": work.pre_ms / n,
-                "inference": (t1 - t0) * 1000 / n,
-                "postprocess": (t2 - t1) * 1000 / n,
+                "inference": item.infer_ms / n,
+                "postprocess": post_ms / n,
             }
             timing["detect"] = timing["preprocess"] + timing["inference"] + timing["postprocess"]
             for frame, det in zip(work.frames, dets, strict=True):
@@ -454,20 +497,10 @@ class Pipeline:
                     self._track_q.put((frame, det, dict(timing)), self._hard_stop)
                 except Closed:
                     return
-        try:
-            self._track_q.put(_END)
-        except Closed:
-            return
+        self._end(self._track_q)
 
     def _track_loop(self) -> None:
-        while True:
-            item = self._track_q.get(0.2)
-            if item is None:
-                if self._hard_stop.is_set():
-                    break
-                continue
-            if item is _END:
-                break
+        for item in self._items(self._track_q):
             frame, det, timing = cast("tuple[Frame, sv.Detections, dict[str, float]]", item)
             self._finish_frame(frame, det, timing)
         self._done.set()
