@@ -192,14 +192,7 @@ class Labeler:
     def start(self) -> None:
         """Load the model, encode (or load cached) prompts, start the worker thread."""
         self._class_ids = self._resolve_classes()
-        self.model = ClipModel.load(
-            self.cfg.model,
-            device=self.cfg.device,
-            intra_op_num_threads=self.cfg.intra_op_num_threads,
-            metrics=self.metrics,
-            logit_scale=self.cfg.logit_scale,
-            crop_mode=self.cfg.crop_mode,
-        )
+        self.model = self._load_model()
         self.group_labels = self._label_groups()
         self.text_embeddings = self._prompt_embeddings()
         self._queue = _Queue(self.cfg.queue_size)
@@ -447,6 +440,45 @@ class Labeler:
             batch = [q.items.popleft() for _ in range(min(self.cfg.batch, len(q.items)))]
             q.busy = True
             return batch
+
+    def _load_model(self) -> ClipModel:
+        """Open the encoders from a thread at the worker's lower priority.
+
+        ONNX Runtime starts its intra-op threads (``intra_op_num_threads`` other
+        than 1) when a session is created, and a new thread inherits the niceness
+        of the thread that creates it: sessions opened here keep all of the
+        encoder's threads below detection, not only the worker's own.
+        """
+
+        def load() -> ClipModel:
+            return ClipModel.load(
+                self.cfg.model,
+                device=self.cfg.device,
+                intra_op_num_threads=self.cfg.intra_op_num_threads,
+                metrics=self.metrics,
+                logit_scale=self.cfg.logit_scale,
+                crop_mode=self.cfg.crop_mode,
+            )
+
+        if not self.cfg.nice:
+            return load()
+        box: dict[str, ClipModel | BaseException] = {}
+
+        def run() -> None:
+            self._lower_priority()
+            try:
+                box["model"] = load()
+            except BaseException as e:  # re-raised in the caller's thread
+                box["error"] = e
+
+        t = threading.Thread(target=run, name="labeler-load", daemon=True)
+        t.start()
+        t.join()
+        error, model = box.get("error"), box.get("model")
+        if isinstance(error, BaseException):
+            raise error
+        assert isinstance(model, ClipModel)
+        return model
 
     def _lower_priority(self) -> None:
         """Run the encoder at a lower CPU priority than detection (Linux: per thread)."""

@@ -7,6 +7,8 @@ footage. ``Labeler.flush()`` waits for the worker where a test needs results.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from clip_models import TINY, AssetUnavailable, build_clip_dir, write_toy_encode
 
 from edgewatch import types
 from edgewatch.config import LabelerConfig
-from edgewatch.errors import ConfigError
+from edgewatch.errors import ConfigError, ModelError
 from edgewatch.metrics import Metrics
 from edgewatch.pipeline.labeler import (
     DATA_EMBEDDING_VALID,
@@ -353,6 +355,50 @@ def test_encoder_failure_is_counted_and_survived(
         assert m.counter("edgewatch_labeler_encoded_total", source="cam") == 1
     finally:
         lab.stop()
+
+
+def _thread_nice() -> dict[int, int]:
+    """Niceness of each thread of this process (Linux ``/proc/self/task/*/stat``)."""
+    out = {}
+    for d in Path("/proc/self/task").iterdir():
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(d.name)] = int(fields[16])
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux per-thread nice")
+@pytest.mark.parametrize("threads", [1, 2, 0])
+def test_every_encoder_thread_runs_below_detection(make: Any, threads: int) -> None:
+    """The worker and ONNX Runtime's intra-op threads (threads != 1) all get ``nice``;
+    the thread that started the labeler keeps its own priority."""
+    me = threading.get_native_id()
+    base = os.getpriority(os.PRIO_PROCESS, me)
+    if base >= 10:
+        pytest.skip(f"this process already runs at nice {base}")
+    before = _thread_nice()
+    _, metrics = make(intra_op_num_threads=threads, nice=10)
+    deadline = time.monotonic() + 5
+    while True:  # the worker lowers its own priority as it starts
+        new = {t: n for t, n in _thread_nice().items() if t not in before}
+        if set(new.values()) == {10} or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert new and set(new.values()) == {10}, new
+    assert (len(new) > 1) is (threads != 1)  # ORT's pool threads exist only with threads != 1
+    assert os.getpriority(os.PRIO_PROCESS, me) == base
+    assert metrics.counter_sum("edgewatch_fallbacks_total") == 0
+
+
+@pytest.mark.parametrize("nice", [10, 0])
+def test_model_error_reaches_the_caller(tmp_path: Path, nice: int) -> None:
+    """A model that fails to load (here in the lower-priority loader thread) raises in start()."""
+    cfg = LabelerConfig(model=tmp_path, labels=["a"], cache_dir=tmp_path / "c", device="cpu",
+                        nice=nice)
+    with pytest.raises(ModelError, match="no CLIP image encoder"):
+        Labeler(cfg, {0: "person"}, Metrics()).start()
 
 
 def test_wire_message_of_labelled_tracks(make: Any, image: np.ndarray) -> None:
