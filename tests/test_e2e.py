@@ -362,8 +362,8 @@ def test_corrupt_video_bytes(tmp_path: Path, detector_path: Path) -> None:
     assert [e["event"] for e in events] == ["failed"]
 
 
-def test_truncated_mp4(tmp_path: Path, vtest_path: Path, detector_path: Path) -> None:
-    # Encode 40 frames to mp4, then cut the file: what can be decoded is processed.
+def test_truncated_mkv(tmp_path: Path, vtest_path: Path, detector_path: Path) -> None:
+    # Encode 40 frames to Matroska, then cut the file: what can be decoded is processed.
     full = write_clip(vtest_path, tmp_path / "full.mkv", 40)
     data = full.read_bytes()
     cut = tmp_path / "cut.mkv"
@@ -375,3 +375,43 @@ def test_truncated_mp4(tmp_path: Path, vtest_path: Path, detector_path: Path) ->
     n = len([m for m in msgs if m.get("type", "frame") == "frame"])
     assert 5 <= n < 40
     assert _video_frames(tmp_path / "out" / "vtest.mp4") == n
+
+
+def test_truncated_faststart_mp4(tmp_path: Path, vtest_path: Path, detector_path: Path) -> None:
+    """An MP4 with its index first, cut in the middle of its media data: every frame
+    whose packet is whole is processed, the run ends normally."""
+    full = write_clip(vtest_path, tmp_path / "full.mp4", 60, options={"movflags": "faststart"})
+    data = full.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+    size = len(data) // 2
+    with av.open(str(full)) as c:
+        whole = sum(1 for p in c.demux(video=0) if p.size and p.pos + p.size <= size)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:size])
+    cfg = _write_config(tmp_path, cut, detector_path)
+    r = _edgewatch("run", str(cfg), "--no-progress")
+    assert r.returncode == 0, r.stderr[-2000:]
+    msgs = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
+    frames = [m for m in msgs if m.get("type", "frame") == "frame"]
+    assert 10 < whole < 50 and [m["frame"] for m in frames] == list(range(whole))
+    assert [m["event"] for m in msgs if m.get("type") == "event"] == ["connected", "ended"]
+    assert "decode errors (skipped): 1" in r.stdout
+    assert _video_frames(tmp_path / "out" / "vtest.mp4") == whole
+
+
+def test_mp4_without_moov(tmp_path: Path, vtest_path: Path, detector_path: Path) -> None:
+    """An MP4 whose index was to come last, cut at half: nothing to decode, a clear
+    error naming the file, no output but the failure event."""
+    full = write_clip(vtest_path, tmp_path / "full.mp4", 60)
+    data = full.read_bytes()
+    assert data.rindex(b"moov") > len(data) // 2
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    cfg = _write_config(tmp_path, cut, detector_path)
+    r = _edgewatch("run", str(cfg), "--no-progress")
+    assert r.returncode == 1
+    assert "cut.mp4" in r.stderr and "without its 'moov' index" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    _no_outputs(tmp_path)
+    events = _read_jsonl(tmp_path / "out" / "vtest.jsonl")
+    assert [e["event"] for e in events] == ["failed"]

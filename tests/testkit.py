@@ -27,9 +27,17 @@ def tiny_detector(path: Path) -> Path:
     )
 
 
-def write_clip(src: Path, out: Path, frames: int, codec: str = "libx264", fps: int = 10) -> Path:
-    """Re-encode the first ``frames`` frames of ``src`` to ``out`` (768x576)."""
-    with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
+def write_clip(
+    src: Path,
+    out: Path,
+    frames: int,
+    codec: str = "libx264",
+    fps: int = 10,
+    options: dict[str, str] | None = None,
+) -> Path:
+    """Re-encode the first ``frames`` frames of ``src`` to ``out`` (768x576);
+    ``options`` go to the muxer (``{"movflags": "faststart"}``: the MP4 index first)."""
+    with av.open(str(src)) as inp, av.open(str(out), "w", options=options or {}) as dst:
         st = dst.add_stream(codec, rate=fps)
         st.width, st.height, st.pix_fmt = 768, 576, "yuv420p"
         for i, frame in enumerate(inp.decode(video=0)):

@@ -6,16 +6,20 @@ over the source's life, so frames skipped by the ``fps`` limit leave gaps),
 file has none; it restarts at each loop, when ``generation`` grows by one),
 ``wall_time`` as the Unix time the frame was decoded, and a BGR uint8 image.
 
-A damaged file yields every frame that can be decoded: undecodable packets and
+A damaged file yields every frame that can be decoded: undecodable packets,
+packets the demuxer flags corrupt (the half-written last one of a cut file) and
 frames flagged corrupt are skipped, counted in
 ``edgewatch_decode_errors_total{source=...}`` and logged (rate-limited). A file
-that cannot be opened at all raises :class:`~edgewatch.errors.SourceError`.
+that cannot be opened at all raises :class:`~edgewatch.errors.SourceError`; for
+an MP4/MOV cut off before its ``moov`` index was written, the message says so.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -58,7 +62,13 @@ def open_file(
     try:
         container = av.open(path, mode="r")
     except (av.error.FFmpegError, OSError) as exc:
-        raise SourceError(f"cannot open video file {path!r}: {av_reason(exc)}") from None
+        hint = ""
+        if isinstance(exc, av.error.InvalidDataError) and mp4_without_moov(path):
+            hint = (
+                " (an MP4/MOV file without its 'moov' index: the recording was cut off "
+                "before it was finalised)"
+            )
+        raise SourceError(f"cannot open video file {path!r}: {av_reason(exc)}{hint}") from None
     if not container.streams.video:
         container.close()
         raise SourceError(f"video file {path!r} has no video stream")
@@ -68,6 +78,33 @@ def open_file(
     # Flag (do not hide) frames the decoder had to conceal, so they are counted.
     stream.codec_context.options = {"err_detect": "bitstream+buffer"}
     return container, stream
+
+
+def mp4_without_moov(path: str) -> bool:
+    """True for an MP4/MOV file (first box ``ftyp``) whose top-level boxes end, or
+    run past the end of the file, without a ``moov`` box: a recording cut off
+    before the muxer wrote its index at the end.
+    """
+    try:
+        with open(path, "rb") as f:
+            end = os.fstat(f.fileno()).st_size
+            pos = 0
+            while pos + 8 <= end:
+                f.seek(pos)
+                head = f.read(16)
+                size, kind = struct.unpack(">I4s", head[:8])
+                if (pos == 0 and kind != b"ftyp") or kind == b"moov":
+                    return False
+                if size == 1 and len(head) == 16:
+                    size = struct.unpack(">Q", head[8:])[0]
+                elif size == 0:  # the box runs to the end of the file
+                    break
+                if size < 8:
+                    return False  # not a box structure
+                pos += size
+            return pos > 0
+    except OSError:
+        return False
 
 
 def stream_fps(stream: av.video.VideoStream, fallback: float = DEFAULT_FPS) -> float:
@@ -232,6 +269,14 @@ class FileSource(Source):
                     )
                     return
                 packets = container.demux(stream)  # resume after the bad data
+                continue
+            if packet.is_corrupt and packet.size:
+                # Flagged by the demuxer, e.g. cut short at the end of a truncated file.
+                # Skipped undecoded: a frame-threaded decoder failing on it would also
+                # drop the good frames still in flight, silently. It takes no index:
+                # frames in flight come out after it, in their own order.
+                spent += time.perf_counter() - t0
+                self._decode_error("demux", "packet flagged corrupt (truncated or damaged)")
                 continue
             try:
                 decoded = packet.decode()

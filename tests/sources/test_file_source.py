@@ -12,12 +12,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from testkit import write_clip
 
 from edgewatch.config import SourceConfig
 from edgewatch.errors import SourceError
 from edgewatch.metrics import Metrics
 from edgewatch.sources import build_source
-from edgewatch.sources.file import FileSource
+from edgewatch.sources.file import FileSource, mp4_without_moov
 from edgewatch.types import EventKind, Frame, SourceEvent, SourceState
 
 VTEST_FRAMES = 795
@@ -169,6 +170,63 @@ def test_truncated_file_yields_a_prefix_and_counts_the_cut(
     assert src.state is SourceState.ENDED and events[-1].kind is EventKind.ENDED
     assert src.decode_errors == 1  # the half-written last frame
     assert m.counter("edgewatch_decode_errors_total", source="file") == 1
+
+
+MP4_FRAMES = 60
+
+
+@pytest.fixture(scope="module")
+def mp4s(tmp_path_factory: pytest.TempPathFactory, vtest_path: Path) -> dict[str, Path]:
+    """60 frames of vtest.avi as H.264 MP4, index ('moov') at the end and first."""
+    d = tmp_path_factory.mktemp("mp4")
+    return {
+        "plain": write_clip(vtest_path, d / "plain.mp4", MP4_FRAMES),
+        "faststart": write_clip(
+            vtest_path, d / "faststart.mp4", MP4_FRAMES, options={"movflags": "faststart"}
+        ),
+    }
+
+
+def test_mp4_cut_before_its_moov_is_a_source_error(tmp_path: Path, mp4s: dict[str, Path]) -> None:
+    data = mp4s["plain"].read_bytes()
+    assert data.index(b"mdat") < len(data) // 2 < data.rindex(b"moov")  # the index is last
+    cut = tmp_path / "recording.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    assert mp4_without_moov(str(cut)) and not mp4_without_moov(str(mp4s["plain"]))
+    src = build_source(cfg(cut), Metrics())
+    with pytest.raises(SourceError, match=r"recording\.mp4.*without its 'moov' index") as err:
+        list(src.frames(threading.Event()))
+    assert err.value.__cause__ is None
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_faststart_mp4_cut_in_mdat_yields_every_whole_frame(
+    tmp_path: Path, mp4s: dict[str, Path], threads: int
+) -> None:
+    """Cut at half its bytes: every frame whose packet is whole comes out (also with
+    frame-threaded decoding, which would drop those in flight), the cut one is counted."""
+    full = mp4s["faststart"]
+    data = full.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")  # the index is first
+    size = len(data) // 2
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:size])
+    with av.open(str(full)) as c:
+        spans = [(p.pos, p.size) for p in c.demux(video=0) if p.size]
+    whole = sum(1 for pos, n in spans if pos + n <= size)
+    assert len(spans) == MP4_FRAMES and 10 < whole < MP4_FRAMES - 10
+    m = Metrics()
+    frames, src, events = run(cfg(cut, decode_threads=threads), m)
+    assert len(frames) == whole
+    assert [f.index for f in frames] == list(range(whole))
+    assert [f.pts for f in frames] == pytest.approx([i / 10 for i in range(whole)])
+    with av.open(str(full)) as c:
+        ref = [f.to_ndarray(format="bgr24") for _, f in zip(range(whole), c.decode(video=0))]
+    for got, want in zip(frames, ref, strict=True):
+        np.testing.assert_array_equal(got.image, want)
+    assert src.decode_errors == 1  # the packet cut in half
+    assert m.counter("edgewatch_decode_errors_total", source="file") == 1
+    assert src.state is SourceState.ENDED and events[-1].kind is EventKind.ENDED
 
 
 @pytest.mark.slow
