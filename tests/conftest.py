@@ -1,8 +1,9 @@
 """Shared fixtures: the real sample footage and detector, and small helpers.
 
-The samples come from ``scripts/fetch-samples`` (the test command runs it).
-Outside CI a missing sample skips the tests that need it; under ``CI=true`` it
-is an error, so CI can never pass by skipping them.
+The samples come from ``scripts/fetch-samples`` (the test command runs it)
+into ``samples/`` (or ``$EDGEWATCH_SAMPLES``) and are checked against their
+SHA-256. Outside CI a missing or different sample skips the tests that need
+it; under ``CI=true`` it is an error, so CI can never pass by skipping them.
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ from pathlib import Path
 import pytest
 from testkit import free_port
 
-from edgewatch.samples import default_dir
+from edgewatch.samples import MODEL_SHA256, VIDEO_SHA256, default_dir, sha256
 
 ROOT = Path(__file__).resolve().parent.parent
-_FALLBACKS = {
-    "vtest.avi": [Path("/tmp/vtest.avi")],
-    "models/fall_detector.onnx": [Path("/tmp/samp/whl/fall_detection/models/best_fp16.onnx")],
-}
 
 
-def _find(rel: str) -> Path:
-    for p in [default_dir() / rel, *_FALLBACKS[rel]]:
-        if p.is_file() and p.stat().st_size > 0:
-            return p
-    msg = f"sample {rel} missing: run scripts/fetch-samples"
+def _find(rel: str, digest: str) -> Path:
+    """``rel`` inside the samples folder that ``scripts/fetch-samples`` fills."""
+    p = default_dir() / rel
+    if not p.is_file():
+        msg = f"sample {p} missing: run scripts/fetch-samples"
+    elif sha256(p) != digest:
+        msg = f"sample {p} is not the expected file (SHA-256): run scripts/fetch-samples"
+    else:
+        return p
     if os.environ.get("CI"):
         pytest.fail(msg)
     pytest.skip(msg)
@@ -36,13 +37,13 @@ def _find(rel: str) -> Path:
 @pytest.fixture(scope="session")
 def vtest_path() -> Path:
     """Real CCTV footage: 768x576, 795 frames of pedestrians."""
-    return _find("vtest.avi")
+    return _find("vtest.avi", VIDEO_SHA256)
 
 
 @pytest.fixture(scope="session")
 def detector_path() -> Path:
-    """A real Ultralytics YOLOv8 ONNX person detector (classes Normal, Fall)."""
-    return _find("models/fall_detector.onnx")
+    """A real Ultralytics YOLOv8 ONNX fall detector (classes Normal, Fall; 640x640)."""
+    return _find("models/fall_detector.onnx", MODEL_SHA256)
 
 
 @pytest.fixture(scope="session")
