@@ -9,8 +9,12 @@ defaults (ViT-B/32, 224 px, 512-d), exported once to ONNX into
 
 Usage::
 
-    python scripts/bench_clip.py [--batches 1 8 32] [--seconds 10] [--threads 0] [--device cpu]
+    python scripts/bench_clip.py [--batches 1 8 32] [--seconds 10] [--threads 1] [--device cpu]
     python scripts/bench_clip.py --model-dir models/clip-vit-b32   # a fetched model instead
+    python scripts/bench_clip.py --recipe tiny --seconds 0.2      # smoke run of the script
+
+``--threads`` defaults to 1, the labeler's ``intra_op_num_threads``; 0 is ORT's
+default (one thread per core).
 
 Reports, per batch size, preprocessing (PIL bicubic + normalise) and encoder
 crops/s, and the end-to-end rate of ``ClipModel.encode_images``.
@@ -62,18 +66,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--seconds", type=float, default=10.0, help="timing per measurement")
-    ap.add_argument("--threads", type=int, default=0, help="ORT intra-op threads (0: ORT default)")
+    ap.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (0: ORT default)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--model-dir", type=Path, default=None, help="default: export ViT-B/32")
+    ap.add_argument("--model-dir", type=Path, default=None, help="default: export --recipe")
+    ap.add_argument("--recipe", choices=["vit-b32", "tiny"], default="vit-b32",
+                    help="random-weight CLIP to export when no --model-dir")
     args = ap.parse_args()
 
     from edgewatch.pipeline.models.clip import ClipModel
 
     if args.model_dir is None:
-        from clip_models import VIT_B32, build_clip_dir
+        from clip_models import TINY, VIT_B32, build_clip_dir
 
         t0 = time.perf_counter()
-        args.model_dir = build_clip_dir(VIT_B32, seed=0)
+        args.model_dir = build_clip_dir(VIT_B32 if args.recipe == "vit-b32" else TINY, seed=0)
         print(f"model dir {args.model_dir} ready in {time.perf_counter() - t0:.1f} s")
     model = ClipModel.load(args.model_dir, device=args.device, intra_op_num_threads=args.threads)
     print(
