@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from edgewatch import __version__
 from edgewatch.errors import ConfigError, EdgewatchError
 from edgewatch.logsetup import setup_logging
+from edgewatch.secrets import mask
 
 log = logging.getLogger("edgewatch")
 
@@ -58,10 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as e:
-        print(f"edgewatch: config error:\n{e}", file=sys.stderr)
+        print(f"edgewatch: config error:\n{mask(str(e))}", file=sys.stderr)
         return 2
     except EdgewatchError as e:
-        print(f"edgewatch: error: {e}", file=sys.stderr)
+        print(f"edgewatch: error: {mask(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("edgewatch: interrupted", file=sys.stderr)
