@@ -13,7 +13,7 @@ loopback only):
          "sources": {"lobby": {"state": "backoff", "detail": "connection refused",
                                "fps": 0.0, "frames": 120, "drops": 3,
                                "reconnects": 2, "last_frame_age_s": 4.2}},
-         "sinks": {"zmq": {"state": "ok", "error": "", "drops": 0}}}
+         "sinks": {"zmq": {"state": "ok", "error": "", "drops": 0, "hwm_drops": 5}}}
 
     Non-finite floats become ``null``; times are seconds.
 ``GET /metrics``

@@ -257,3 +257,45 @@ def test_concurrent_increments_are_exact() -> None:
         t.join()
     assert m.counter(NAME, source="a") == 20000
     assert m.snapshot()["edgewatch_stage_seconds_count"][(("stage", "detect"),)] == 20000
+
+
+@pytest.mark.parametrize("labeler", [False, True], ids=["detector", "with-labeler"])
+def test_pipeline_stage_seconds_per_source_and_stage(tmp_path, labeler: bool) -> None:
+    """The runner records every per-frame stage (decode .. track, label with a labeler,
+    each sink) in ``edgewatch_stage_seconds{source,stage}``, once per frame."""
+    from pipeline.clip_models import TINY, AssetUnavailable, build_clip_dir
+    from testkit import image_folder, tiny_detector
+
+    from edgewatch.config import parse_config
+    from edgewatch.pipeline.runner import Pipeline
+
+    frames = {"a": 5, "b": 3}
+    srcs = "".join(
+        f"  - {{id: {sid}, uri: '{image_folder(tmp_path / sid, n, (120, 160), seed=i)}'}}\n"
+        for i, (sid, n) in enumerate(frames.items())
+    )
+    text = (
+        f"sources:\n{srcs}detector: {{model: '{tiny_detector(tmp_path / 'tiny.onnx')}'}}\n"
+        f"sinks: [{{type: jsonl, path: '{tmp_path / 'out' / '{source}.jsonl'}'}}]\n"
+    )
+    stages = {"decode", "preprocess", "inference", "postprocess", "track"}
+    if labeler:
+        try:
+            clip = build_clip_dir(TINY, seed=0)
+        except AssetUnavailable as e:
+            pytest.skip(f"cannot fetch the OpenAI CLIP vocabulary from PyPI: {e}")
+        text += f"labeler: {{model: '{clip}', labels: [a person, a bag], every: 1}}\n"
+        stages.add("label")
+    pipe = Pipeline(parse_config(text))
+    summary = pipe.run()
+    assert summary.frames == frames
+    counts = pipe.metrics.snapshot()["edgewatch_stage_seconds_count"]
+    labelled = [(dict(k), n) for k, n in counts.items()]
+    per_source = {(lab["source"], lab["stage"]): n for lab, n in labelled if "source" in lab}
+    sink_msgs = {sid: n + 2 for sid, n in frames.items()}  # + connected and ended events
+    assert per_source == {
+        **{(sid, st): n for sid, n in frames.items() for st in stages},
+        **{(sid, "sink:jsonl"): n for sid, n in sink_msgs.items()},
+    }
+    # The labeler's encoder batches mix sources: its series is the only one without one.
+    assert {dict(k)["stage"] for k in counts if "source" not in dict(k)} <= {"labeler"}

@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 _END = object()
 _T = TypeVar("_T")
+#: The per-frame timings recorded in ``edgewatch_stage_seconds{source,stage}``.
+_STAGE_SERIES = ("decode", "preprocess", "inference", "postprocess", "track", "label")
 
 
 @dataclass
@@ -564,8 +566,10 @@ class Pipeline:
         self.clock.add(timing)
         self.metrics.inc("edgewatch_frames_total", source=sid, stage="publish")
         self.metrics.observe("edgewatch_latency_seconds", timing["total"] / 1000, source=sid)
-        for stage in ("preprocess", "inference", "postprocess", "track"):
-            self.metrics.observe("edgewatch_stage_seconds", timing[stage] / 1000, stage=stage)
+        for stage in _STAGE_SERIES:
+            ms = timing.get(stage)  # "label" only when the labeler runs
+            if ms is not None:
+                self.metrics.observe("edgewatch_stage_seconds", ms / 1000, source=sid, stage=stage)
         if run is not None:
             run.frames_out += 1
             if run.pending_events:
@@ -653,6 +657,10 @@ class Pipeline:
                 "drops": int(
                     self.metrics.counter_sum("edgewatch_drops_total", stage=f"sink:{w.name}")
                 ),
+                # A ZeroMQ subscriber that does not keep up (the socket's high-water mark).
+                "hwm_drops": int(
+                    self.metrics.counter_sum("edgewatch_drops_total", stage=f"hwm:{w.name}")
+                ),
             }
             for w in self._sinks
         }
@@ -678,9 +686,10 @@ class Pipeline:
                 if n:
                     drops[f"{run.cfg.id}/{stage}"] = n
         for w in self._sinks:
-            n = self.metrics.counter_sum("edgewatch_drops_total", stage=f"sink:{w.name}")
-            if n:
-                drops[f"sink:{w.name}"] = n
+            for stage in (f"sink:{w.name}", f"hwm:{w.name}"):
+                n = self.metrics.counter_sum("edgewatch_drops_total", stage=stage)
+                if n:
+                    drops[stage] = n
         return RunSummary(
             frames={r.cfg.id: r.frames_out for r in runs},
             elapsed_s=self._elapsed or (time.monotonic() - self._started_at),

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from edgewatch.errors import EdgewatchError
 from edgewatch.metrics import Metrics
@@ -17,6 +18,10 @@ from edgewatch.types import FrameResult, SourceEvent
 log = logging.getLogger(__name__)
 
 _END = object()
+
+
+def _source_of(item: FrameResult | SourceEvent) -> str:
+    return item.frame.source_id if isinstance(item, FrameResult) else item.source_id
 
 
 @dataclass
@@ -69,7 +74,7 @@ class SinkWorker:
         return self.sources is None or source_id in self.sources
 
     def submit(self, item: FrameResult | SourceEvent) -> None:
-        source_id = item.frame.source_id if isinstance(item, FrameResult) else item.source_id
+        source_id = _source_of(item)
         if not self.accepts(source_id):
             return
         if self.queue.put(item) is not None:
@@ -96,7 +101,12 @@ class SinkWorker:
                 took = time.perf_counter() - t0
                 self.status.busy_s += took
                 self.status.handled += 1
-            self.metrics.observe("edgewatch_stage_seconds", took, stage=f"sink:{self.name}")
+            self.metrics.observe(
+                "edgewatch_stage_seconds",
+                took,
+                source=_source_of(cast("FrameResult | SourceEvent", item)),
+                stage=f"sink:{self.name}",
+            )
 
     def _failed(self, e: Exception) -> None:
         expected = isinstance(e, (EdgewatchError, OSError))

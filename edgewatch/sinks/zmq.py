@@ -9,8 +9,9 @@ Sends never block. With ``count_drops`` (the default) the socket sets
 ``XPUB_NODROP``: when a subscriber's queue (``hwm`` messages here plus its own
 receive queue and the TCP buffers) is full, the send fails at once, the
 message is dropped for every subscriber of that topic and counted in
-``edgewatch_drops_total{stage="sink:<name>"}``. Without it libzmq drops
-per subscriber and nobody counts.
+``edgewatch_drops_total{stage="hwm:<name>"}`` (``stage="sink:<name>"`` is the
+sink's own queue in front of the socket, see the runner). Without it libzmq
+drops per subscriber and nobody counts.
 
 CURVE: ``curve.secret_key`` is the server's secret certificate (written by
 ``edgewatch keys generate``); ``curve.authorized_keys`` a public certificate
@@ -181,7 +182,7 @@ class ZmqSink(Sink):
             raise SinkError(f"zmq sink: send on {self.endpoint} failed: {e}") from None
 
     def _dropped(self, source_id: str) -> None:
-        self.metrics.inc("edgewatch_drops_total", source=source_id, stage=f"sink:{self.name}")
+        self.metrics.inc("edgewatch_drops_total", source=source_id, stage=f"hwm:{self.name}")
         self._drops_since_log += 1
         now = time.monotonic()
         if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:

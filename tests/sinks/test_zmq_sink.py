@@ -143,7 +143,7 @@ def test_slow_subscriber_never_blocks(context: zmq.Context, count_drops: bool,
             longest = max(longest, time.perf_counter() - t)
         received = sum(1 for _ in iter(lambda: sub.recv(0.3), None))
     sink.stop()
-    drops = metrics.counter("edgewatch_drops_total", source="cam", stage="sink:zmq")
+    drops = metrics.counter("edgewatch_drops_total", source="cam", stage="hwm:zmq")
     # No write waits for the subscriber (a blocking send would hang here forever).
     assert longest < 0.5
     assert received < 400
@@ -162,7 +162,7 @@ def test_drop_counter_follows_the_runner_name(context: zmq.Context) -> None:
         for i in range(200):
             sink.write(_big_result(i % 2))
     sink.stop()
-    assert metrics.counter("edgewatch_drops_total", source="cam", stage="sink:zmq1") > 0
+    assert metrics.counter("edgewatch_drops_total", source="cam", stage="hwm:zmq1") > 0
 
 
 def test_bind_in_use_is_sink_error(context: zmq.Context) -> None:
