@@ -4,12 +4,16 @@ A real GStreamer RTSP server on loopback is killed, left down for 10 s and
 restarted on the same port: the RTSP source reconnects, its tracker is reset
 (the gap is longer than the 1 s it keeps lost tracks), lost/reconnected events
 reach the JSONL and ZeroMQ sinks, the other source never stops, and no thread
-or file descriptor leaks.
+or file descriptor leaks. A camera given the wrong password shows a distinct
+detail on ``/healthz`` and the password appears nowhere.
+
+(Refused and unknown-host cameras on ``/healthz``: tests/test_daemon.py.)
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -18,6 +22,7 @@ from pathlib import Path
 import pytest
 import zmq
 from testkit import free_port as _port
+from testkit import http_get as _get
 from testkit import tiny_detector, write_clip
 
 from edgewatch.config import parse_config
@@ -144,3 +149,39 @@ def test_camera_restart_inside_pipeline(rtsp_server, tiny_model, small_clip, tmp
     assert events.index("lost") < events.index("reconnected")
     zevents = [m["event"] for m in sub.msgs if m["type"] == "event"]
     assert "lost" in zevents and "reconnected" in zevents
+
+
+def test_wrong_credentials_on_healthz(
+    rtsp_auth_server, tiny_model, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Wrong password, seen by a supervisor: 503 and a 'wrong credentials' detail, and
+    the password is in neither the health JSON, /metrics nor any log record."""
+    caplog.set_level(logging.DEBUG)
+    wrong = "Wr0ng-pass-hz"
+    hport = _port()
+    uri = rtsp_auth_server.url("viewer", wrong)
+    cfg = parse_config(
+        f"sources:\n  - {{id: cam, uri: '{uri}', reconnect: {{initial: 5, jitter: 0}}}}\n"
+        f"detector: {{model: '{tiny_model}'}}\nhealth: {{listen: '127.0.0.1:{hport}'}}\n"
+    )
+    pipe = Pipeline(cfg)
+    pipe.start()
+    try:
+        assert _wait(lambda: pipe.health()["sources"]["cam"]["state"] == "backoff", 20)
+        code, body = _get(f"http://127.0.0.1:{hport}/healthz")
+        mcode, metrics = _get(f"http://127.0.0.1:{hport}/metrics")
+    finally:
+        pipe.stop()
+        pipe.shutdown()
+    assert code == 503 and mcode == 200
+    health = json.loads(body)
+    cam = health["sources"]["cam"]
+    assert health["status"] == "failing" and cam["state"] == "backoff"
+    assert cam["detail"].startswith(
+        "wrong credentials: server answered 401 Unauthorized for "
+        f"rtsp://viewer:***@127.0.0.1:{rtsp_auth_server.port}/cam; retry 1 in 5.0 s"
+    ), cam["detail"]
+    assert 'edgewatch_frames_total{source="cam"' not in metrics  # nothing streamed
+    assert "source cam: failed wrong credentials" in caplog.text  # the event, logged
+    for text in (body, metrics, caplog.text):
+        assert wrong not in text and "Zq8-secret" not in text
