@@ -10,15 +10,17 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from testkit import free_port, tiny_detector, write_clip
+from testkit import free_port, image_folder, tiny_detector, write_clip
 from testkit import http_get as _get
 
-from edgewatch.config import parse_config
+from edgewatch.config import PipelineConfig, parse_config
 from edgewatch.pipeline.runner import Pipeline
+from edgewatch.types import FrameResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,6 +145,108 @@ def test_sighup_adds_removes_and_refuses(tmp_path: Path, clip: Path, tiny_model:
             proc.communicate()
     assert proc.returncode == 0, err[-2000:]
     assert "config refused" in err and "invalid YAML" in err
+
+
+def _paced(ids_uris: dict[str, str], model: Path) -> PipelineConfig:
+    srcs = "".join(
+        f"  - {{id: {sid}, uri: '{uri}', realtime: true, loop: true}}\n"
+        for sid, uri in ids_uris.items()
+    )
+    return parse_config(
+        f"sources:\n{srcs}detector: {{model: '{model}'}}\nshutdown_timeout: 5\n"
+    )
+
+
+def _source_threads() -> list[str]:
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("source-"))
+
+
+def test_reload_changed_source(tmp_path: Path, clip: Path, tiny_model: Path) -> None:
+    """b's uri changes: the old b stops, the new b starts (its frames restart at index 0,
+    at the new size), a and c go on untouched; what reload started is joined at shutdown."""
+    folder = image_folder(tmp_path / "imgs", 10, (120, 160))
+    seen: list[tuple[str, int, int]] = []  # (source, frame index, width), in publish order
+    lock = threading.Lock()
+
+    def record(r: FrameResult) -> None:
+        with lock:
+            seen.append((r.frame.source_id, r.frame.index, r.frame.image.shape[1]))
+
+    def count(sid: str, width: int) -> int:
+        with lock:
+            return sum(1 for s, _, w in seen if s == sid and w == width)
+
+    pipe = Pipeline(_paced({"a": str(clip), "b": str(clip), "c": str(clip)}, tiny_model),
+                    on_result=record)
+    pipe.start()
+    try:
+        assert _wait_for(lambda: all(count(s, 768) >= 5 for s in "abc"), 60)
+        blockers = pipe.reload(
+            _paced({"a": str(clip), "b": str(folder), "c": str(clip)}, tiny_model)
+        )
+        assert blockers == []
+        n_a, n_c = count("a", 768), count("c", 768)
+        assert _wait_for(
+            lambda: count("b", 160) >= 5 and count("a", 768) > n_a + 5 < count("c", 768) - n_c,
+            60,
+        )
+        assert _source_threads().count("source-b") == 1  # the old b's thread has ended
+        health = pipe.health()["sources"]
+    finally:
+        pipe.stop()
+        pipe.shutdown()
+    assert _source_threads() == []
+    assert {k: v["state"] for k, v in health.items()} == dict.fromkeys("abc", "streaming")
+    with lock:
+        b = [(i, w) for s, i, w in seen if s == "b"]
+        first_new = next(k for k, (_, w) in enumerate(b) if w == 160)
+        assert all(w == 768 for _, w in b[:first_new])  # the old b, up to the switch
+        assert all(w == 160 for _, w in b[first_new:])  # then only the new one
+        assert b[first_new][0] == 0  # which starts at frame 0
+        for sid in "ac":  # never restarted: one frame index sequence, no gap
+            idx = [i for s, i, _ in seen if s == sid]
+            assert idx == list(range(len(idx))), sid
+
+
+def test_reload_of_the_only_source_keeps_running(clip: Path, tmp_path: Path,
+                                                 tiny_model: Path) -> None:
+    """While the only source is swapped, the pipeline must not take it for the end."""
+    folder = image_folder(tmp_path / "imgs", 10, (120, 160))
+    widths: list[int] = []
+    pipe = Pipeline(_paced({"cam": str(clip)}, tiny_model),
+                    on_result=lambda r: widths.append(r.frame.image.shape[1]))
+    pipe.start()
+    try:
+        assert _wait_for(lambda: len(widths) >= 3, 60)
+        pipe.reload(_paced({"cam": str(folder)}, tiny_model))
+        assert _wait_for(lambda: widths.count(160) >= 5, 60), widths[-5:]
+        assert not pipe.wait(0)
+    finally:
+        pipe.stop()
+        pipe.shutdown()
+    assert _source_threads() == []
+
+
+def test_reloads_are_serialized_and_refused_once_stopping(clip: Path, tiny_model: Path) -> None:
+    pipe = Pipeline(_paced({"a": str(clip)}, tiny_model))
+    pipe.start()
+    try:
+        new = _paced({"a": str(clip), "d": str(clip)}, tiny_model)
+        # Two reloads at once (two quick SIGHUPs): 'd' starts once, not twice.
+        threads = [threading.Thread(target=pipe.reload, args=(new,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert _source_threads() == ["source-a", "source-d"]
+        pipe.stop()
+        assert pipe.reload(_paced({"a": str(clip), "e": str(clip)}, tiny_model)) == []
+        assert "source-e" not in _source_threads()
+        assert [s.id for s in pipe.cfg.sources] == ["a", "d"]
+    finally:
+        pipe.stop()
+        pipe.shutdown()
+    assert _source_threads() == []
 
 
 def test_sigterm_during_backoff_exits_in_time(tmp_path: Path, tiny_model: Path) -> None:

@@ -56,7 +56,9 @@ def run_pipeline(
     """Run ``cfg`` with signal handling; print the summary; return an exit code.
 
     SIGINT/SIGTERM drain and finalize (exit 0); a second SIGINT forces exit
-    130. SIGHUP reloads ``config_path`` (a bad file is refused and logged).
+    130. SIGHUP reloads ``config_path`` (a bad file is refused and logged);
+    reloads run one at a time, in a thread, and none starts once a stop signal
+    came (the pipeline's shutdown waits for one in flight).
     """
     pipeline = Pipeline(cfg, progress=progress)
     signals = _Signals(pipeline, config_path, overrides or [])
@@ -81,6 +83,7 @@ class _Signals:
         self.pipeline, self.path, self.overrides = pipeline, path, overrides
         self.count = 0
         self.old: dict[int, Any] = {}
+        self._reload_lock = threading.Lock()  # one SIGHUP reload at a time
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -105,16 +108,23 @@ class _Signals:
         if self.path is None:
             log.warning("SIGHUP: no config file to reload")
             return
+        if self.count:
+            log.warning("SIGHUP: ignored, stopping")
+            return
         threading.Thread(target=self._reload, name="reload", daemon=True).start()
 
     def _reload(self) -> None:
-        try:
-            new = load_config(self.path or "", self.overrides)
-        except ConfigError as e:
-            log.error("SIGHUP: config refused, keeping the running one:\n%s", e)
-            return
-        log.info("SIGHUP: reloading %s", self.path)
-        self.pipeline.reload(new)
+        # Serialized: a second SIGHUP reads the file after the first reload is applied.
+        with self._reload_lock:
+            if self.count:
+                return
+            try:
+                new = load_config(self.path or "", self.overrides)
+            except ConfigError as e:
+                log.error("SIGHUP: config refused, keeping the running one:\n%s", e)
+                return
+            log.info("SIGHUP: reloading %s", self.path)
+            self.pipeline.reload(new)
 
 
 def print_summary(s: RunSummary) -> None:

@@ -154,6 +154,11 @@ class Pipeline:
         self._ready = threading.Condition()
         self._sources: dict[str, _SourceRun] = {}
         self._sources_lock = threading.Lock()
+        #: Held by :meth:`reload` (one at a time) and by :meth:`shutdown` before it
+        #: joins the sources; ``_reload_gen`` counts finished reloads (see _gather).
+        self._reload_lock = threading.Lock()
+        self._reload_gen = 0
+        self._retired: list[_SourceRun] = []
         self._events_lock = threading.Lock()
         self._sinks: list[SinkWorker] = []
         self._sinks_stopped = False
@@ -290,6 +295,8 @@ class Pipeline:
     def shutdown(self) -> None:
         """Stop everything within ``shutdown_timeout`` and finalize sinks."""
         self.stop()
+        with self._reload_lock:  # a reload in flight ends first; later ones are refused
+            self.stop()  # and what it started stops too
         deadline = time.monotonic() + self.cfg.shutdown_timeout
         if not self._done.wait(max(0.0, deadline - time.monotonic())):
             log.warning("shutdown deadline reached; abandoning queued frames")
@@ -299,7 +306,7 @@ class Pipeline:
             t.join(max(0.1, deadline - time.monotonic()))
         with self._sources_lock:
             runs = list(self._sources.values())
-        for run in runs:
+        for run in [*runs, *self._retired]:
             if run.thread is not None:
                 run.thread.join(max(0.1, deadline - time.monotonic()))
         self._elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
@@ -400,6 +407,7 @@ class Pipeline:
         assert self._detector is not None
         max_batch = self._detector.max_batch
         while not self._hard_stop.is_set():
+            reloads = self._reload_gen  # read first: a reload after it is seen below
             with self._sources_lock:
                 runs = list(self._sources.values())
             # Start the round-robin one source further each call, so that with a
@@ -421,7 +429,13 @@ class Pipeline:
                         progress = True
             if batch:
                 return batch
-            if all(r.finished and len(r.queue) == 0 for r in runs):
+            if (
+                all(r.finished and len(r.queue) == 0 for r in runs)
+                # not while a reload swaps sources (a changed only source is
+                # stopped before its successor starts), nor after one changed them
+                and not self._reload_lock.locked()
+                and reloads == self._reload_gen
+            ):
                 return None
             with self._ready:
                 self._ready.wait(0.05)
@@ -601,29 +615,57 @@ class Pipeline:
     # ------------------------------------------------------------------ reload / health
 
     def reload(self, new: PipelineConfig) -> list[str]:
-        """Apply a new config's source changes live; return what needs a restart."""
+        """Apply a new config's source changes live; return what needs a restart.
+
+        Reloads run one at a time; once :meth:`stop` was called a reload is
+        refused (logged, nothing changes) and returns ``[]``. Removed and changed
+        sources stop (frames still queued for them are dropped and counted as
+        ``stage="reload"``) before changed and added ones start; the others are
+        not touched.
+        """
         from edgewatch.pipeline.reload import diff_sources, reload_blockers
 
-        blockers = reload_blockers(self.cfg, new)
-        diff = diff_sources(self.cfg, new)
-        for sid in [*diff.removed, *(c.id for c in diff.changed)]:
-            with self._sources_lock:
-                run = self._sources.get(sid)
-            if run is not None:
-                run.stop.set()
-                if run.thread is not None:
-                    run.thread.join(self.cfg.shutdown_timeout)
-                self._flush_events(run, force=True)
-                with self._sources_lock:
-                    self._sources.pop(sid, None)
-                log.info("reload: source %s stopped", sid)
-        for scfg in [*diff.changed, *diff.added]:
-            self._start_source(scfg)
-            log.info("reload: source %s started", scfg.id)
-        self.cfg = self.cfg.model_copy(update={"sources": new.sources})
+        with self._reload_lock:
+            if self._stop.is_set():
+                log.warning("reload: refused, the pipeline is stopping")
+                return []
+            blockers = reload_blockers(self.cfg, new)
+            diff = diff_sources(self.cfg, new)
+            try:
+                for sid in [*diff.removed, *(c.id for c in diff.changed)]:
+                    self._retire_source(sid)
+                for scfg in [*diff.changed, *diff.added]:
+                    if self._stop.is_set():
+                        log.warning("reload: stopping, source %s not started", scfg.id)
+                        continue
+                    self._start_source(scfg)
+                    log.info("reload: source %s started", scfg.id)
+                self.cfg = self.cfg.model_copy(update={"sources": new.sources})
+            finally:
+                self._reload_gen += 1
         for b in blockers:
             log.warning("reload: %s (restart edgewatch to apply)", b)
         return blockers
+
+    def _retire_source(self, sid: str) -> None:
+        """Stop one source for a reload and forget it (under ``_reload_lock``)."""
+        with self._sources_lock:
+            run = self._sources.get(sid)
+        if run is None:
+            return
+        run.stop.set()
+        if run.thread is not None:
+            run.thread.join(self.cfg.shutdown_timeout)
+            if run.thread.is_alive():
+                log.warning("reload: source %s still stopping; joined at shutdown", sid)
+                self._retired.append(run)
+        self._flush_events(run, force=True)
+        with self._sources_lock:
+            self._sources.pop(sid, None)
+        left = len(run.queue.drain())
+        if left:
+            self.metrics.inc("edgewatch_drops_total", left, source=sid, stage="reload")
+        log.info("reload: source %s stopped", sid)
 
     def health(self) -> dict[str, object]:
         """Per-source and per-sink state, for ``/healthz``."""
