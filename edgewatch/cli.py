@@ -7,8 +7,10 @@ exit code. Library errors become messages here:
 ====  =====================================================
 exit  meaning
 ====  =====================================================
-0     finished (or stopped by SIGINT/SIGTERM and drained)
-1     runtime failure (model, source or sink could not run)
+0     finished (or stopped by SIGINT/SIGTERM and drained), even with
+      every live source down (they retry until stopped)
+1     runtime failure: a model or sink could not start, a stage crashed,
+      or no frame was processed and a file/image source failed
 2     bad config or bad command line
 130   interrupted twice (forced stop)
 ====  =====================================================
