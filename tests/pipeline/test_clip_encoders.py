@@ -328,12 +328,14 @@ CLIP_JSON, HF_CONFIG = '{"logit_scale": 50}', '{"logit_scale_init_value": 3.0}'
         (None, {}, {T: {"logit_scale": "30.5"}}, 30.5, "text_encoder.onnx metadata"),
         (None, {}, {V: {"logit_scale": "20"}, T: {"logit_scale": "30"}}, 20.0,
          "image_encoder.onnx metadata"),
-        (None, {"config.json": HF_CONFIG}, {V: {"logit_scale": "20"}}, 20.085537, "config.json"),
+        # config.json's logit_scale_init_value is a training start value: never used
+        (None, {"config.json": HF_CONFIG}, {V: {"logit_scale": "20"}}, 20.0,
+         "image_encoder.onnx metadata"),
+        (None, {"config.json": HF_CONFIG}, {}, 100.0, "default"),
         (None, {"config.json": HF_CONFIG, "clip.json": CLIP_JSON}, {V: {"logit_scale": "20"}},
          50.0, "clip.json"),
         (7.0, {"config.json": HF_CONFIG, "clip.json": CLIP_JSON}, {V: {"logit_scale": "20"}},
          7.0, "labeler.logit_scale"),
-        (None, {"config.json": '{"logit_scale_init_value": 4.6052}'}, {}, 99.999, "config.json"),
     ],
 )
 def test_logit_scale_sources(
@@ -356,15 +358,11 @@ def test_logit_scale_sources(
     assert "training start value" not in caplog.text
 
 
-def test_hf_default_init_value_is_used_with_a_warning(
-    tmp_path: Path, model_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_hf_default_init_value_is_ignored(tmp_path: Path, model_dir: Path) -> None:
+    """OpenAI's released config.json says 2.6592 (scale 14.3); the trained scale is 100."""
     d = _toy_dir(tmp_path / "m", model_dir, {})
     (d / "config.json").write_text('{"logit_scale_init_value": 2.6592}')
-    with caplog.at_level(logging.WARNING):
-        m = ClipModel.load(d, device="cpu")
-    assert m.logit_scale == pytest.approx(14.2848, rel=1e-4)
-    assert "training start value" in caplog.text and "labeler.logit_scale" in caplog.text
+    assert ClipModel.load(d, device="cpu").logit_scale == pytest.approx(100.0)
 
 
 @pytest.mark.parametrize(
@@ -372,8 +370,6 @@ def test_hf_default_init_value_is_used_with_a_warning(
     [
         ({"clip.json": '{"logit_scale": 5000}'}, {}, r"clip.json logit_scale: .* \(0, 1000\]"),
         ({"clip.json": '{"logit_scale": "x"}'}, {}, "clip.json logit_scale: .* a number"),
-        ({"config.json": '{"logit_scale_init_value": "x"}'}, {}, "expected the log of a scale"),
-        ({"config.json": '{"logit_scale_init_value": 9}'}, {}, "expected the log of a scale"),
         ({}, {V: {"logit_scale": "abc"}}, "image_encoder.onnx metadata logit_scale: .* number"),
         ({}, {T: {"logit_scale": "0"}}, r"text_encoder.onnx metadata logit_scale: .* \(0, 1000"),
         ({}, {V: {"logit_scale": "nan"}}, r"metadata logit_scale: .* \(0, 1000"),

@@ -15,14 +15,12 @@ clip-as-service (``visual.onnx``, ``textual.onnx``), Immich
   2-D output. Both widths must agree.
 * The logit scale (a plain multiplier, 100 for OpenAI's weights) comes, first
   found wins, from: the caller (``labeler.logit_scale``); ``clip.json``'s
-  ``logit_scale``; a Hugging Face ``config.json``'s ``logit_scale_init_value``
-  (the log of the scale: ``exp(value)``); the ONNX metadata key ``logit_scale``
-  of the image, then the text encoder (a plain multiplier); else 100. The
-  configuration files win over the model's metadata. Note that
-  ``logit_scale_init_value`` is the scale a model *started* training from:
-  Hugging Face's default 2.6592 (``exp`` = 14.3) is logged as a warning,
-  since OpenAI's trained weights use 100 and their ``config.json`` still says
-  2.6592.
+  ``logit_scale``; the ONNX metadata key ``logit_scale`` of the image, then the
+  text encoder (a plain multiplier); else 100. A Hugging Face ``config.json``'s
+  ``logit_scale_init_value`` is deliberately *not* read: it is the value
+  training started from (2.6592, scale 14.3, in OpenAI's released configs),
+  never the trained scale (100 for OpenAI's weights), so using it would
+  flatten every score.
 * Mean/std come from ``preprocessor_config.json`` (``image_mean``/``image_std``)
   when present, else OpenAI's values.
 
@@ -39,7 +37,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -391,10 +388,6 @@ def _image_size(shape: Sequence[object], root: Path) -> int:
     return next((c for c in candidates if isinstance(c, int) and c > 0), DEFAULT_IMAGE_SIZE)
 
 
-#: Hugging Face's ``CLIPConfig.logit_scale_init_value`` default, ``ln(1 / 0.07)``.
-HF_INIT_LOG_SCALE = 2.6592
-
-
 def _check_scale(value: object, where: str) -> float:
     """``value`` as a logit scale in (0, 1000]; :class:`ModelError` naming ``where`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -409,28 +402,15 @@ def _model_logit_scale(
 ) -> tuple[float, str]:
     """The scale the model directory or the encoders declare, and where it came from.
 
-    Order (first found wins): ``clip.json`` ``logit_scale``; ``config.json``
-    ``exp(logit_scale_init_value)``; ONNX metadata ``logit_scale`` of the image,
-    then the text encoder; else :data:`DEFAULT_LOGIT_SCALE`.
+    Order (first found wins): ``clip.json`` ``logit_scale``; ONNX metadata
+    ``logit_scale`` of the image, then the text encoder; else
+    :data:`DEFAULT_LOGIT_SCALE`. ``config.json``'s ``logit_scale_init_value`` is
+    ignored (a training start value, not the trained scale).
     """
-    clip_json, config_json = files.root / "clip.json", files.root / "config.json"
+    clip_json = files.root / "clip.json"
     value = _read_json_opt(clip_json).get("logit_scale")
     if value is not None:
         return _check_scale(value, f"{clip_json} logit_scale"), clip_json.name
-    init = _read_json_opt(config_json).get("logit_scale_init_value")
-    if init is not None:
-        where = f"{config_json} logit_scale_init_value"
-        if isinstance(init, bool) or not isinstance(init, (int, float)) or init > 7:
-            raise ModelError(f"{where}: expected the log of a scale in (0, 1000], got {init!r}")
-        if abs(init - HF_INIT_LOG_SCALE) < 1e-3:
-            log.warning(
-                "%s is %.4f, Hugging Face's training start value (scale %.1f), not a trained "
-                "one; OpenAI's weights use 100: set labeler.logit_scale if scores look flat",
-                where,
-                init,
-                math.exp(init),
-            )
-        return _check_scale(math.exp(init), where), config_json.name
     for path, session in ((files.vision, vision), (files.text, text)):
         raw = session.get_modelmeta().custom_metadata_map.get("logit_scale")
         if raw is not None:
