@@ -183,7 +183,7 @@ def test_reads_frames_and_reports_granted_values(
     }
     assert state is SourceState.STREAMING and detail == granted + suffix  # /healthz detail
     assert [(e.kind, e.detail) for e in d.events] == [(EventKind.CONNECTED, granted + suffix)]
-    (rec,) = [r for r in caplog.records if "/dev/video0" in r.getMessage()]
+    (rec,) = [r for r in caplog.records if r.name == "edgewatch.sources.webcam"]
     assert rec.levelno == level and "1280x720 30 fps MJPG" in rec.getMessage()
     if suffix:
         assert rec.getMessage().endswith(f"not the requested {suffix[8:-1]}")
