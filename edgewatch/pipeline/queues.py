@@ -104,6 +104,15 @@ class BoundedQueue(Generic[T]):
             self._not_full.notify_all()
             return items
 
+    def discard(self) -> int:
+        """Drop every queued item, count them in :attr:`dropped`; return how many."""
+        with self._lock:
+            n = len(self._items)
+            self._items.clear()
+            self.dropped += n
+            self._not_full.notify_all()
+            return n
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

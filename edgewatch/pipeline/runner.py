@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _END = object()
+#: How long shutdown waits, past its deadline, for a stage's call in progress.
+_STAGE_GRACE_S = 30.0
 _T = TypeVar("_T")
 #: The per-frame timings recorded in ``edgewatch_stage_seconds{source,stage}``.
 _STAGE_SERIES = ("decode", "preprocess", "inference", "postprocess", "track", "label")
@@ -267,7 +269,13 @@ class Pipeline:
         run.thread.start()
 
     def stop(self) -> None:
-        """Ask every source to stop; queued frames are drained, then files finalized."""
+        """Ask every source to stop, then finalize files.
+
+        Frames queued from file sources are still processed (every frame of a
+        file counts); frames queued from live sources are stale the moment the
+        camera stops, so they are dropped and counted (``stage="shutdown"``),
+        which keeps a many-camera stop within ``shutdown_timeout``.
+        """
         if not self._stop.is_set():
             log.info("stopping: draining queues (deadline %.1f s)", self.cfg.shutdown_timeout)
         self._stop.set()
@@ -275,6 +283,12 @@ class Pipeline:
             runs = list(self._sources.values())
         for run in runs:
             run.stop.set()
+            if run.queue.policy is Policy.DROP_OLDEST:
+                left = run.queue.discard()  # counted as settled: events may follow
+                if left:
+                    self.metrics.inc(
+                        "edgewatch_drops_total", left, source=run.cfg.id, stage="shutdown"
+                    )
         with self._ready:
             self._ready.notify_all()
 
@@ -304,6 +318,13 @@ class Pipeline:
             self._close_stage_queues()
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
+        for t in self._threads:
+            if t.is_alive():
+                # An inference call cannot be interrupted; leaving it running
+                # while the interpreter exits aborts the process inside ONNX
+                # Runtime, so wait for the call in progress to return.
+                log.warning("waiting for the %s stage to finish its current call", t.name)
+                t.join(_STAGE_GRACE_S)
         with self._sources_lock:
             runs = list(self._sources.values())
         for run in [*runs, *self._retired]:
