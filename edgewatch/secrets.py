@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 _MASK = "***"
 
@@ -36,11 +36,26 @@ class SecretRegistry:
         for value in sorted(self._values, key=len, reverse=True):
             if value in text:
                 text = text.replace(value, _MASK)
-        text = _URI_PASSWORD.sub(r"\1" + _MASK + "@", text)
+        text = _URI_USERINFO.sub(_mask_userinfo, text)
         return _QUERY_PARAM.sub(_mask_query_value, text)
 
 
-_URI_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)[^@/\s]*@")
+#: ``scheme://`` then the userinfo: everything up to the LAST ``@`` before the first
+#: whitespace, quote or end (greedy), since a password may hold ``/ : ? #`` unescaped.
+_URI_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)([^\s\"'<>]*)@")
+
+
+def _split_userinfo(m: re.Match[str]) -> tuple[str, str] | None:
+    """``(user, password)`` of a :data:`_URI_USERINFO` match, or None without a ``:``."""
+    user, sep, password = m.group(2).partition(":")
+    return (user, password) if sep else None
+
+
+def _mask_userinfo(m: re.Match[str]) -> str:
+    parts = _split_userinfo(m)
+    if parts is None:
+        return m.group(0)
+    return f"{m.group(1)}{parts[0]}:{_MASK}@"
 
 QUERY_SECRET_NAMES = frozenset(
     {
@@ -58,6 +73,8 @@ QUERY_SECRET_NAMES = frozenset(
         "sig",
         "credential",
         "credentials",
+        "session",
+        "pw",
     }
 )
 """Query parameter names (case-insensitive) whose values are masked; a name also
@@ -65,8 +82,8 @@ matches when one of these ends it after ``_``, ``-`` or ``.`` (``access_token``,
 ``api_key``, ``client_secret``, ``X-Amz-Signature``)."""
 
 #: A query parameter: ``?`` or ``&`` (or ``;``), a name, ``=``, a value up to the next
-#: separator, whitespace or quote.
-_QUERY_PARAM = re.compile(r"([?&;])([A-Za-z0-9_.\-]+)=([^&#;\s\"'<>]+)")
+#: separator, whitespace, quote or ``)`` (a URL in parentheses keeps its closing one).
+_QUERY_PARAM = re.compile(r"([?&;])([A-Za-z0-9_.\-]+)=([^&#;\s\"'<>)]+)")
 
 
 def _secret_param(name: str) -> bool:
@@ -104,19 +121,20 @@ def mask_uri(uri: str) -> str:
     >>> mask_uri("https://cam.example/live.m3u8?access_token=t0k3n&quality=hd")
     'https://cam.example/live.m3u8?access_token=***&quality=hd'
     """
+    # The userinfo is found by _URI_USERINFO, not urlsplit: urlsplit ends the netloc at
+    # a '/', '?' or '#' inside the password and would then see no password at all.
+    rest = uri
+    userinfo = _URI_USERINFO.match(uri)
+    if userinfo is not None and (up := _split_userinfo(userinfo)) is not None:
+        registry.add(up[1])
+        rest = userinfo.group(1) + uri[userinfo.end() :]
     try:
-        parts = urlsplit(uri)
+        parts = urlsplit(rest)
     except ValueError:
         return mask(uri)
     for name, value in parse_qsl(parts.query, keep_blank_values=False):
         if _secret_param(name):
             registry.add(value)
-    if parts.password:
-        registry.add(parts.password)
-        netloc = f"{parts.username or ''}:{_MASK}@{parts.hostname or ''}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        uri = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return mask(uri)
 
 

@@ -36,6 +36,20 @@ from edgewatch.secrets import mask, mask_uri
         ),
         ("error on 'http://h/x?client_secret=s3c'", "error on 'http://h/x?client_secret=***'"),
         ("both http://u:pw1@h/x?sig=abc", "both http://u:***@h/x?sig=***"),
+        # passwords holding '/', ':', '?', '#', '@': userinfo runs to the LAST '@'
+        ("rtsp://admin:Sl/ashPw55@127.0.0.1:1/s", "rtsp://admin:***@127.0.0.1:1/s"),
+        ("uri 'rtsp://a:b:c?d#e@cam:554/s' down", "uri 'rtsp://a:***@cam:554/s' down"),
+        ('"rtsp://a:p@ss/w@cam/s" x@y', '"rtsp://a:***@cam/s" x@y'),
+        ("rtsp://u:***@cam/s", "rtsp://u:***@cam/s"),
+        ("rtsp://tok@cam/s", "rtsp://tok@cam/s"),
+        # more credential-like query keys, any case
+        (
+            "http://h/x?PW=1a&Pass=2b&passwd=3c&secret=4d&Signature=5e&access_token=6f",
+            "http://h/x?PW=***&Pass=***&passwd=***&secret=***&Signature=***&access_token=***",
+        ),
+        ("http://h/x?api_key=7g&SESSION=8h&q=1", "http://h/x?api_key=***&SESSION=***&q=1"),
+        # a masked query value keeps a closing parenthesis after it
+        ("see (http://h/x?token=abc)", "see (http://h/x?token=***)"),
         # not credentials: left alone
         ("http://h/x?monkey=1&keyframe=3&passes=2", "http://h/x?monkey=1&keyframe=3&passes=2"),
         ("http://h/x?token=", "http://h/x?token="),
@@ -57,6 +71,8 @@ def test_mask(text: str, expected: str) -> None:
             "Tk-Uri-2",
         ),
         ("http://h/mjpg?Password=Pw-Uri-3", "http://h/mjpg?Password=***", "Pw-Uri-3"),
+        ("rtsp://admin:Sl/ash-Uri-4@127.0.0.1:1/s", "rtsp://admin:***@127.0.0.1:1/s", "Sl/ash-Uri-4"),
+        ("rtsp://a:Q?h#Uri-5@cam/s?token=Tk", "rtsp://a:***@cam/s?token=***", "Q?h#Uri-5"),
     ],
 )
 def test_mask_uri_registers_the_secret(uri: str, expected: str, secret: str) -> None:
@@ -81,3 +97,16 @@ def test_cli_error_line_is_masked(tmp_path: Path, monkeypatch, capsys) -> None:
     assert "edgewatch: error: ***/m.onnx: not an ONNX file" in err, err
     assert "Cli-s3cret-dir" not in err and "Cli-pw-9" not in err
 
+
+
+def test_validate_masks_a_password_with_a_slash(tmp_path: Path, capsys) -> None:
+    """urlparse takes 'admin' for the host of this URI; validate must still mask it."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sources:\n  - {id: a, uri: 'rtsp://admin:Sl/ashPw55@127.0.0.1:1/s'}\n"
+        "detector: {model: 'samples/models/fall_detector.onnx'}\n"
+    )
+    main(["validate", str(cfg)])
+    out = capsys.readouterr()
+    assert "rtsp://admin:***@127.0.0.1:1/s" in out.out + out.err
+    assert "Sl/ash" not in out.out + out.err and "ashPw55" not in out.out + out.err
