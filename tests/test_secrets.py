@@ -71,7 +71,7 @@ def test_mask(text: str, expected: str) -> None:
             "Tk-Uri-2",
         ),
         ("http://h/mjpg?Password=Pw-Uri-3", "http://h/mjpg?Password=***", "Pw-Uri-3"),
-        ("rtsp://admin:Sl/ash-Uri-4@127.0.0.1:1/s", "rtsp://admin:***@127.0.0.1:1/s", "Sl/ash-Uri-4"),
+        ("rtsp://admin:Sl/ash-Uri-4@10.0.0.1/s", "rtsp://admin:***@10.0.0.1/s", "Sl/ash-Uri-4"),
         ("rtsp://a:Q?h#Uri-5@cam/s?token=Tk", "rtsp://a:***@cam/s?token=***", "Q?h#Uri-5"),
     ],
 )
