@@ -26,6 +26,11 @@ CASES = [
     ((1920, 1080), (384, 640), False, True, 1 / 3, (640, 360), (12, 12, 0, 0)),
     # 768x576 -> 640: r = 0.8333, 480 rows; dh = 80
     ((768, 576), (640, 640), False, True, 640 / 768, (640, 480), (80, 80, 0, 0)),
+    # extreme strips: 3 * 0.128 = 0.384 px rounds to 0, kept at 1; pad 639 -> 319 + 320
+    ((3, 5000), (640, 640), False, True, 0.128, (1, 640), (0, 0, 319, 320)),
+    ((5000, 3), (640, 640), False, True, 0.128, (640, 1), (319, 320, 0, 0)),
+    ((1, 1), (640, 640), False, True, 640.0, (640, 640), (0, 0, 0, 0)),
+    ((1, 1), (640, 640), False, False, 1.0, (1, 1), (319, 320, 319, 320)),
 ]
 
 
@@ -88,3 +93,27 @@ def test_scale_coords_keeps_leading_dims() -> None:
     got = scale_coords(pts, 1 / 3, (0, 140), (1080, 1920))
     assert got.shape == (1, 2, 2)
     np.testing.assert_allclose(got, [[[30, 30], [990, 1050]]], atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(5000, 3), (3, 5000), (1, 1), (2, 7000), (96, 128)])
+def test_detector_takes_any_frame_size(tmp_path, shape: tuple[int, int]) -> None:
+    """A frame of any size >= 1x1 gives a valid blob and boxes inside the frame."""
+    from testkit import tiny_detector
+
+    from edgewatch.config import DetectorConfig
+    from edgewatch.metrics import Metrics
+    from edgewatch.pipeline.models.yolo import YoloDetector
+
+    det = YoloDetector(
+        DetectorConfig(model=str(tiny_detector(tmp_path / "d.onnx")), device="cpu"), Metrics()
+    )
+    det.load()
+    img = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    prepared = det.preprocess([img])
+    assert prepared.blob.shape == (1, 3, 320, 320)
+    assert np.isfinite(prepared.blob).all()
+    (found,) = det.postprocess(det.infer(prepared), prepared)
+    h, w = shape
+    assert len(found)  # the tiny model always reports two people
+    assert (found.xyxy >= 0).all()
+    assert (found.xyxy[:, [0, 2]] <= w).all() and (found.xyxy[:, [1, 3]] <= h).all()

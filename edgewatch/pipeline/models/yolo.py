@@ -54,12 +54,14 @@ def letterbox_params(
 ) -> tuple[float, tuple[int, int], tuple[int, int, int, int]]:
     """``(ratio, (new_w, new_h), (top, bottom, left, right))`` for a source
     ``shape = (h, w)`` letterboxed into ``new_shape = (h, w)`` (Ultralytics
-    ``LetterBox`` rounding; ``auto`` pads only to a multiple of ``stride``)."""
+    ``LetterBox`` rounding, but never below 1 px per side; ``auto`` pads only to
+    a multiple of ``stride``)."""
     h, w = shape
     r = min(new_shape[0] / h, new_shape[1] / w)
     if not scaleup:
         r = min(r, 1.0)
-    new_w, new_h = round(w * r), round(h * r)
+    # at least one pixel: a 3x5000 strip is 0.384 px wide at 640 and cv2 refuses 0
+    new_w, new_h = max(1, round(w * r)), max(1, round(h * r))
     pad_w, pad_h = new_shape[1] - new_w, new_shape[0] - new_h
     if auto:
         pad_w, pad_h = pad_w % stride, pad_h % stride
