@@ -2,7 +2,9 @@
 
 Each line is written with a single ``write(2)`` of the whole line and its
 ``\\n`` on an unbuffered file, so a reader (``tail -f``) never sees half a
-line and a process killed between writes leaves only whole lines. The file
+line and a process killed between writes leaves only whole lines. A write
+that fails part way (a full disk) is cut back to the end of the last whole
+line and raised as :class:`SinkError`; the next line is tried as usual. The file
 is fsynced every few seconds and on :meth:`JsonlSink.stop`.
 """
 
@@ -61,6 +63,12 @@ class LineFile:
             raise SinkError(f"{self.path} is not open")
         data = memoryview(line + b"\n")
         try:
+            # O_APPEND writes at the end, so the end is where this line starts.
+            fd = self._fd
+            start = os.fstat(fd).st_size if self._append else os.lseek(fd, 0, os.SEEK_CUR)
+        except OSError as e:
+            raise SinkError(f"cannot write {self.path}: {e.strerror or e}") from None
+        try:
             while data:
                 n = os.write(self._fd, data)
                 data = data[n:]
@@ -69,7 +77,19 @@ class LineFile:
                 os.fsync(self._fd)
                 self._last_sync = now
         except OSError as e:
+            # A full disk (ENOSPC) may have taken part of the line: cut it so the file
+            # still ends in a whole line; later lines are written when space returns.
+            self._roll_back(start)
             raise SinkError(f"cannot write {self.path}: {e.strerror or e}") from None
+
+    def _roll_back(self, offset: int) -> None:
+        """Truncate the file to ``offset`` (the end of its last whole line)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, offset)
+            os.lseek(self._fd, offset, os.SEEK_SET)
+        except OSError as e:
+            log.error("cannot cut a partly written line from %s: %s", self.path, e.strerror or e)
 
     def close(self) -> None:
         """fsync and close (idempotent)."""

@@ -47,3 +47,34 @@ def child_writer() -> Callable[[str, Path, int, int], tuple[int, int, str]]:
     """``child_writer(kind, path, frames, signal)`` -> (exit code, frames written, output)."""
     return run_child_until
 
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 64 KiB tmpfs (skipped where mounting is not permitted); unmounted after."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                              capture_output=True, text=True, timeout=30)
+    except OSError as e:
+        pytest.skip(f"cannot mount a tmpfs: {e}")
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], capture_output=True, timeout=30)
+
+
+def fill_disk(disk: Path, leave: int) -> Path:
+    """Fill ``disk`` with one file, then free about ``leave`` bytes of it; return its path."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler

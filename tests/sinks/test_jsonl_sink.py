@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
+from conftest import fill_disk
 from sinkdata import T0, result
 
 from edgewatch.config import JsonlSinkConfig, MaskFormat
 from edgewatch.errors import SinkError
 from edgewatch.metrics import Metrics
+from edgewatch.pipeline.sinkworker import SinkWorker
 from edgewatch.sinks import build_sink
 from edgewatch.sinks.jsonl import JsonlSink
 from edgewatch.types import EventKind, SourceEvent
@@ -137,3 +140,34 @@ def test_whole_lines_after_signal(tmp_path: Path, child_writer, sig: int) -> Non
         assert rc == -signal.SIGKILL
         # Every write is one whole line: nothing torn even when killed mid-run.
         assert data.endswith(b"\n") and len(msgs) >= 40
+
+
+def _wait_handled(worker: SinkWorker, n: int) -> None:
+    deadline = time.monotonic() + 30
+    while worker.status.handled < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker.status.handled == n
+
+
+def test_full_disk_leaves_whole_lines_and_recovers(tmp_path: Path, small_disk: Path) -> None:
+    """ENOSPC mid-line: the torn part is cut, the error counted, writing resumes with space."""
+    path = small_disk / "out.jsonl"
+    filler = fill_disk(small_disk, leave=6000)
+    metrics = Metrics()
+    worker = SinkWorker(_sink(str(path)), metrics, queue_size=1000)
+    worker.start()
+    for i in range(60):
+        worker.submit(result(i))
+    _wait_handled(worker, 60)
+    assert 0 < worker.status.written < 60
+    assert worker.status.errors == 60 - worker.status.written
+    assert "No space left" in worker.status.last_error
+    before = _lines(path)  # ends in a whole line, every line parses
+    assert [m["frame"] for m in before] == list(range(worker.status.written))
+    filler.unlink()
+    for i in range(60, 70):
+        worker.submit(result(i))
+    worker.stop(time.monotonic() + 30)
+    after = _lines(path)
+    assert after[: len(before)] == before
+    assert [m["frame"] for m in after[len(before) :]] == list(range(60, 70))

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import motmetrics as mm
 import numpy as np
 import pytest
 import supervision as sv
+from conftest import fill_disk
 from sinkdata import result
 
 from edgewatch.config import MotSinkConfig
 from edgewatch.errors import SinkError
 from edgewatch.metrics import Metrics
+from edgewatch.pipeline.sinkworker import SinkWorker
 from edgewatch.sinks import build_sink
 from edgewatch.sinks.mot import mot_lines
 
@@ -89,3 +92,36 @@ def test_whole_lines_after_sigterm(tmp_path: Path, child_writer) -> None:
     lines = path.read_text().splitlines()
     assert len(lines) == 2 * written
     assert lines[-1].startswith(f"{written},2,")
+
+
+def _frames(path: Path) -> list[int]:
+    """Frame numbers of a MOT file that ends in a whole line of 10 numeric fields each."""
+    data = path.read_text()
+    assert data.endswith("\n")
+    rows = [line.split(",") for line in data.splitlines()]
+    assert all(len(r) == 10 and all(f.replace(".", "", 1).lstrip("-").isdigit() for f in r)
+               for r in rows), rows
+    return [int(r[0]) for r in rows]
+
+
+def test_full_disk_leaves_whole_lines_and_recovers(small_disk: Path) -> None:
+    """ENOSPC mid-line: the torn frame is cut, the error counted, writing resumes with space."""
+    path = small_disk / "seq.txt"
+    filler = fill_disk(small_disk, leave=6000)
+    worker = SinkWorker(build_sink(MotSinkConfig(path=str(path)), Metrics()), Metrics(), 1000)
+    worker.start()
+    n = 300
+    for i in range(n):
+        worker.submit(result(i))
+    deadline = time.monotonic() + 30
+    while worker.status.handled < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    written = worker.status.written
+    assert 0 < written < n and worker.status.errors == n - written
+    # two tracked boxes per frame, frames 1-based and whole
+    assert _frames(path) == [f for i in range(written) for f in (i + 1, i + 1)]
+    filler.unlink()
+    for i in range(n, n + 5):
+        worker.submit(result(i))
+    worker.stop(time.monotonic() + 30)
+    assert _frames(path)[2 * written :] == [f for i in range(n, n + 5) for f in (i + 1, i + 1)]
