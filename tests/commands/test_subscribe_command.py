@@ -103,3 +103,48 @@ def test_image_bytes_unchanged(tmp_path: Path) -> None:
     jpeg = cv2.imencode(".jpg", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
     subscribe._save_image(Message("cam", {"frame": 12}, b"{}", jpeg), tmp_path)
     assert (tmp_path / "cam_000012.jpg").read_bytes() == jpeg
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "bind", "problem"),
+    [
+        ("tcp://127.0.0.1:5555", False, None),
+        ("tcp://cam-1.example.org:5555", False, None),
+        ("tcp://localhost:1", False, None),
+        ("tcp://[::1]:65535", False, None),
+        ("tcp://*:5555", True, None),
+        ("ipc:///tmp/ew.sock", False, None),
+        ("tcp://999.0.0.1:5", False, "'999.0.0.1' is not a valid IP address or host name"),
+        ("tcp://1.2.3:5", False, "'1.2.3' is not a valid IP address"),
+        ("tcp://bad_host!:5", False, "'bad_host!' is not a valid IP address or host name"),
+        ("tcp://-cam:5", False, "'-cam' is not a valid"),
+        ("tcp://[::g]:5", False, "'[::g]' is not a valid"),
+        ("tcp://*:5555", False, "'*' is not a valid"),
+        ("tcp://127.0.0.1:0", False, "port must be 1-65535"),
+        ("tcp://127.0.0.1:70000", False, "port must be 1-65535"),
+        ("udp://127.0.0.1:5", False, "expected tcp://host:port"),
+    ],
+)
+def test_endpoint_problem(endpoint: str, bind: bool, problem: str | None) -> None:
+    got = subscribe.endpoint_problem(endpoint, bind=bind)
+    if problem is None:
+        assert got is None
+    else:
+        assert got is not None and problem in got, got
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://999.0.0.1:5", "tcp://127.0.0.1:99999"])
+def test_bad_endpoint_exits_2(endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["subscribe", endpoint, "--timeout", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgewatch subscribe: endpoint {endpoint!r}: "), err
+
+
+def test_announces_the_subscription(capsys: pytest.CaptureFixture[str]) -> None:
+    """A valid endpoint nobody publishes on: announced at start, then the timeout."""
+    assert _run(["subscribe", "tcp://127.0.0.1:1", "--topic", "cam", "--topic", "gate",
+                 "--timeout", "0.2"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("subscribed to tcp://127.0.0.1:1 (topics: cam, gate); "
+                      "waiting for messages, Ctrl-C to stop")
+    assert err[1] == "edgewatch subscribe: no message for 0.2 s"
