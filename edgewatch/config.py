@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -252,6 +253,13 @@ class BotSortConfig(_TrackerBase):
     with_reid: bool = Field(False, description="use appearance embeddings")
     model: str = Field("auto", description="ReID ONNX path, or 'auto' = CLIP labeler embeddings")
 
+    @field_validator("model")
+    @classmethod
+    def _reid_exists(cls, v: str, info: ValidationInfo) -> str:
+        if v != "auto" and info.data.get("with_reid") and not Path(v).is_file():
+            raise ValueError(f"ReID model file not found: {v} (or use 'auto')")
+        return v
+
 
 class NoTrackerConfig(_Strict):
     type: Literal["none"] = "none"
@@ -349,6 +357,34 @@ class VideoSinkConfig(_SinkBase):
     crf: int = Field(23, ge=0, le=51, description="quality for x264")
     draw_labels: bool = Field(True, description="draw class, track id and label")
 
+    @field_validator("path")
+    @classmethod
+    def _container(cls, v: str) -> str:
+        ext = Path(v).suffix.lower()
+        if ext not in VIDEO_CONTAINERS:
+            raise ValueError(
+                f"{ext or 'no extension'} is not a known video container "
+                f"({' '.join(sorted(VIDEO_CONTAINERS))})"
+            )
+        return v
+
+    @field_validator("codec")
+    @classmethod
+    def _encoder(cls, v: str) -> str:
+        import av
+
+        try:
+            av.codec.Codec(v, "w")
+        except (ValueError, av.error.FFmpegError):
+            raise ValueError(f"PyAV/FFmpeg has no encoder {v!r}") from None
+        return v
+
+
+VIDEO_CONTAINERS = frozenset(
+    {".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".ts", ".mpg", ".mpeg", ".flv", ".wmv"}
+)
+"""File extensions a video sink may write (FFmpeg picks the muxer from it)."""
+
 
 class CurveConfig(_Strict):
     secret_key: Path = Field(description="server secret key file (edgewatch keys generate)")
@@ -359,7 +395,10 @@ class CurveConfig(_Strict):
 
 class ZmqSinkConfig(_SinkBase):
     type: Literal["zmq"] = "zmq"
-    endpoint: str = Field("tcp://127.0.0.1:5555", description="ZeroMQ endpoint")
+    endpoint: str = Field(
+        "tcp://127.0.0.1:5555",
+        description="tcp://host:port (port 1-65535, or * to bind any), ipc://path or inproc://name",
+    )
     bind: bool = Field(True, description="bind (default) or connect")
     hwm: int = Field(1000, ge=1, le=10_000_000, description="send high-water mark")
     send_image: bool = Field(False, description="third frame: JPEG of the image")
@@ -378,6 +417,37 @@ class ZmqSinkConfig(_SinkBase):
         description="at stop, ms to keep sending queued messages to connected subscribers"
         " (never longer; 0 drops them at once)",
     )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_form(cls, v: str) -> str:
+        check_endpoint(v)
+        return v
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Raise ValueError unless ``endpoint`` is a ZeroMQ tcp/ipc/inproc endpoint.
+
+    >>> check_endpoint("tcp://*:5555"); check_endpoint("ipc:///tmp/ew.sock")
+    >>> check_endpoint("tcp://127.0.0.1:notaport")
+    Traceback (most recent call last):
+    ...
+    ValueError: endpoint 'tcp://127.0.0.1:notaport': port must be 1-65535 or *, not 'notaport'
+    """
+    transport, sep, rest = endpoint.partition("://")
+    if not sep or transport not in ("tcp", "ipc", "inproc"):
+        raise ValueError(
+            f"endpoint {endpoint!r}: expected tcp://host:port, ipc://path or inproc://name"
+        )
+    if not rest:
+        raise ValueError(f"endpoint {endpoint!r}: empty {transport} address")
+    if transport != "tcp":
+        return
+    host, colon, port = rest.rpartition(":")
+    if not colon or not host or host in ("[]",):
+        raise ValueError(f"endpoint {endpoint!r}: expected tcp://host:port")
+    if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"endpoint {endpoint!r}: port must be 1-65535 or *, not {port!r}")
 
 
 class DisplaySinkConfig(_SinkBase):
@@ -445,8 +515,52 @@ _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ITEM_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
+MAX_YAML_NODES = 100_000
+"""Most YAML nodes a config may expand to, aliases counted at every use."""
+
+
 class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers the line of every mapping key and item."""
+    """A YAML loader that remembers the line of every mapping key and item.
+
+    It refuses documents whose aliases expand past :data:`MAX_YAML_NODES`
+    nodes (a "billion laughs" file of a few hundred bytes would otherwise
+    expand to ~10^9 nodes downstream) and recursive aliases.
+    """
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node, {}, set())
+        return node
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], active: set[int]) -> int:
+    """Nodes in ``node``'s tree with every alias expanded; raise past the limit."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise yaml.composer.ComposerError(
+            None, None, "recursive alias (an anchor used inside itself)", node.start_mark
+        )
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo, active)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, active) + _expanded_size(v, memo, active)
+    active.discard(key)
+    if size > MAX_YAML_NODES:
+        raise yaml.composer.ComposerError(
+            None,
+            None,
+            f"aliases expand to more than {MAX_YAML_NODES} nodes (alias bomb?)",
+            node.start_mark,
+        )
+    memo[key] = size
+    return size
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
@@ -566,16 +680,16 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected key=value")
     key, raw = assignment.split("=", 1)
-    parts: list[str | int] = []
-    for m in _ITEM_RE.finditer(key.strip()):
-        name, idx = m.group(1), m.group(2)
-        parts.append(int(idx) if idx is not None else (int(name) if name.isdigit() else name))
-    if not parts:
-        raise ConfigError(f"--set {assignment!r}: empty key")
+    key = key.strip()
+    parts = _parse_key(key)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {key}: value is not valid YAML: {e}") from None
+        value = load_yaml(raw, name=f"--set {key}") if raw.strip() else ""
+    except ConfigError as e:
+        raise ConfigError(f"--set {key}: value is not valid YAML", e.problems) from None
+    problems: list[tuple[str, str]] = []
+    value = _interpolate(value, f"--set {key}", problems)  # ${VAR} as in the file
+    if problems:
+        raise ConfigError(f"--set {key}: unset environment variable", problems)
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
@@ -595,6 +709,29 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         raise ConfigError(f"--set {key}: no such path") from None
 
 
+def _parse_key(key: str) -> list[str | int]:
+    """Split ``a.b[0].c`` into ``["a", "b", 0, "c"]``; any other shape is a ConfigError."""
+    parts: list[str | int] = []
+    pos = 0
+    while pos < len(key):
+        m = _ITEM_RE.match(key, pos)
+        if m is None or (m.group(1) is not None and parts and key[pos - 1] != "."):
+            raise ConfigError(
+                f"--set {key}: bad key at character {pos + 1} ({key[pos:]!r});"
+                " expected name.name[index]"
+            )
+        name, idx = m.group(1), m.group(2)
+        parts.append(int(idx) if idx is not None else (int(name) if name.isdigit() else name))
+        pos = m.end()
+        if pos < len(key) and key[pos] == ".":
+            pos += 1
+            if pos == len(key):
+                raise ConfigError(f"--set {key}: key ends with '.'")
+    if not parts:
+        raise ConfigError(f"--set {key!r}: empty key")
+    return parts
+
+
 def _load_tracker_file(data: dict[str, Any], name: str) -> None:
     """Let ``tracker:`` be a path to an Ultralytics tracker YAML, or hold ``tracker_type``."""
     tracker = data.get("tracker")
@@ -607,8 +744,7 @@ def _load_tracker_file(data: dict[str, Any], name: str) -> None:
             raise ConfigError(
                 "tracker file not found", [(f"{name} tracker", f"no such file: {tracker}")]
             )
-        with p.open(encoding="utf-8") as f:
-            tracker = yaml.load(f, Loader=_LineLoader) or {}  # noqa: S506 - SafeLoader subclass
+        tracker = load_yaml(_read_text(p), name=str(p)) or {}
         data["tracker"] = tracker
     if isinstance(tracker, dict) and "tracker_type" in tracker:
         tracker = dict(tracker)
@@ -620,14 +756,7 @@ def parse_config(
     text: str, *, name: str = "<config>", overrides: Sequence[str] = ()
 ) -> PipelineConfig:
     """Validate config text; raise :class:`ConfigError` naming file, line and key."""
-    try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{name}:{mark.line + 1}" if mark else name
-        raise ConfigError(
-            "invalid YAML", [(where, f"invalid YAML: {getattr(e, 'problem', e)}")]
-        ) from None
+    data = load_yaml(text, name=name)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -643,9 +772,59 @@ def parse_config(
         apply_override(data, assignment)
     _load_tracker_file(data, name)
     try:
-        return PipelineConfig.model_validate(data)
+        cfg = PipelineConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError("invalid config", _problems(e, data, name)) from None
+    for loc, msg in _sink_problems(cfg):
+        line = _line_of(data, loc)
+        where = f"{name}:{line}" if line else name
+        problems.append((f"{where} {format_loc(loc)}", _mask_msg(msg)))
+    if problems:
+        raise ConfigError("invalid config", problems)
+    return cfg
+
+
+_ONE_SOURCE_SINKS = ("video", "mot")  # a file of these holds one source's frames
+
+
+def _sink_problems(cfg: PipelineConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """Checks across sinks and sources: unknown source ids, one file written by
+    two sinks or two sources, and a sink file that is an input of the run."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    ids = [s.id for s in cfg.sources]
+    all_ids = ", ".join(ids)
+    inputs = {
+        Path(s.uri).resolve(): f"sources[{i}].uri"
+        for i, s in enumerate(cfg.sources)
+        if s.kind is SourceKind.FILE
+    }
+    inputs.setdefault(cfg.detector.model.resolve(), "detector.model")
+    written: dict[Path, str] = {}
+    for i, sink in enumerate(cfg.sinks):
+        unknown = [sid for sid in sink.sources or () if sid not in ids]
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            out.append((("sinks", i, "sources"), f"unknown source id {names} (ids: {all_ids})"))
+        path = getattr(sink, "path", None)
+        if path is None:
+            continue
+        loc: tuple[str | int, ...] = ("sinks", i, "path")
+        own = [sid for sid in (sink.sources or ids) if sid in ids]
+        if sink.type in _ONE_SOURCE_SINKS and "{source}" not in path and len(own) > 1:
+            shared = f"{sink.type} sink shared by sources {', '.join(own)}"
+            out.append((loc, f"{shared} needs '{{source}}' in its path (one source per file)"))
+            continue
+        for sid in own:
+            target = expand_path(path, sid).resolve()
+            if target in inputs:
+                out.append((loc, f"{target} is the input {inputs[target]} (would be overwritten)"))
+                break
+            other = written.get(target)
+            if other is not None and other != f"sinks[{i}].path":
+                out.append((loc, f"{target} is also written by {other}"))
+                break
+            written[target] = f"sinks[{i}].path"
+    return out
 
 
 def _problems(e: ValidationError, data: Any, name: str) -> list[tuple[str, str]]:
@@ -672,14 +851,41 @@ def _mask_msg(msg: str) -> str:
     return _secrets.mask(msg)
 
 
+def load_yaml(text: str, *, name: str = "<config>") -> Any:
+    """Parse YAML text with line tracking and the alias-expansion limit.
+
+    Every problem (syntax, duplicate key, alias bomb, nesting too deep) is a
+    :class:`ConfigError` at ``name:line``.
+    """
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark else name
+        raise ConfigError(
+            "invalid YAML", [(where, f"invalid YAML: {getattr(e, 'problem', e)}")]
+        ) from None
+    except RecursionError:
+        raise ConfigError("invalid YAML", [(name, "invalid YAML: nested too deeply")]) from None
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("cannot read config", [(str(p), f"cannot read: {e.strerror}")]) from None
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            "config is not UTF-8",
+            [(f"{p}:{line}", f"not UTF-8 text (byte 0x{e.object[e.start]:02x} at {e.start})")],
+        ) from None
+
+
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> PipelineConfig:
     """Read and validate a pipeline YAML file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError("cannot read config", [(str(p), f"cannot read: {e.strerror}")]) from None
-    return parse_config(text, name=str(p), overrides=overrides)
+    return parse_config(_read_text(p), name=str(p), overrides=overrides)
 
 
 def expand_path(template: str, source_id: str) -> Path:

@@ -183,3 +183,184 @@ def test_repo_configs_validate(detector_path, vtest_path) -> None:
     for name in ("bytetrack", "botsort"):
         text = (root / "configs" / "trackers" / f"{name}.yaml").read_text()
         assert "tracker_type" in text
+
+
+_CAM2 = "  - {id: cam2, uri: rtsp://h/s}\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        # 1. a sink file that is an input of the run, or written twice
+        ("sinks:\n  - {type: jsonl, path: '@video'}\n", "c.yaml:8 sinks[0].path: "),
+        (
+            "sinks:\n  - {type: mot, path: '@model', sources: [cam]}\n",
+            "is the input detector.model",
+        ),
+        (
+            "sinks:\n  - {type: jsonl, path: o.jsonl}\n  - {type: jsonl, path: o.jsonl}\n",
+            "c.yaml:9 sinks[1].path: ",
+        ),
+        (
+            "sinks:\n  - {type: jsonl, path: 'o/{source}.x'}\n"
+            "  - {type: mot, path: o/cam.x, sources: [cam]}\n",
+            "also written by sinks[0].path",
+        ),
+        # 2. one video/mot file cannot hold two sources
+        ("sinks:\n  - {type: video, path: o.mp4}\n", "c.yaml:8 sinks[0].path: video sink shared"),
+        ("sinks:\n  - {type: mot, path: o.txt}\n", "needs '{source}' in its path"),
+        # 3. unknown source ids
+        (
+            "sinks:\n  - {type: jsonl, path: o.jsonl, sources: [cam, nope]}\n",
+            "c.yaml:8 sinks[0].sources: unknown source id 'nope' (ids: cam, cam2)",
+        ),
+        # 4. video encoder and container
+        (
+            "sinks:\n  - {type: video, path: 'o/{source}.mp4', codec: nocodec}\n",
+            "c.yaml:8 sinks[0].codec: PyAV/FFmpeg has no encoder 'nocodec'",
+        ),
+        (
+            "sinks:\n  - {type: video, path: 'o/{source}.txt'}\n",
+            "c.yaml:8 sinks[0].path: .txt is not a known video container",
+        ),
+        ("sinks:\n  - {type: video, path: 'o/{source}'}\n", "no extension is not a known video"),
+        # 5. ZeroMQ endpoints
+        ("sinks:\n  - {type: zmq, endpoint: foo}\n", "c.yaml:8 sinks[0].endpoint: endpoint 'foo'"),
+        (
+            "sinks:\n  - {type: zmq, endpoint: 'tcp://127.0.0.1:notaport'}\n",
+            "sinks[0].endpoint: endpoint 'tcp://127.0.0.1:notaport': port must be 1-65535",
+        ),
+        ("sinks:\n  - {type: zmq, endpoint: 'tcp://h:0'}\n", "port must be 1-65535 or *"),
+        ("sinks:\n  - {type: zmq, endpoint: 'tcp://:5555'}\n", "expected tcp://host:port"),
+        ("sinks:\n  - {type: zmq, endpoint: 'ipc://'}\n", "empty ipc address"),
+        ("sinks:\n  - {type: zmq, endpoint: 'udp://h:1'}\n", "expected tcp://host:port, ipc"),
+        # 6. a ReID model that is not there
+        (
+            "tracker: {type: botsort, with_reid: true, model: /nonexist.onnx}\n",
+            "c.yaml:7 tracker.model: ReID model file not found: /nonexist.onnx",
+        ),
+    ],
+)
+def test_sink_and_tracker_checks(base, extra: str, expected: str) -> None:
+    extra = extra.replace("@video", base["video"]).replace("@model", base["model"])
+    with pytest.raises(ConfigError) as e:
+        parse_config(_cfg(base, extra, _CAM2), name="c.yaml")
+    assert expected in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(
+    "sinks",
+    [
+        "  - {type: jsonl, path: all.jsonl}\n",  # JSONL lines carry their source
+        "  - {type: video, path: one.mp4, sources: [cam]}\n",
+        "  - {type: mot, path: 'o/{source}.txt'}\n  - {type: jsonl, path: 'o/{source}.jsonl'}\n",
+        "  - {type: video, path: 'o/{source}.mkv', codec: mpeg4}\n",
+        "  - {type: zmq, endpoint: 'tcp://*:5555'}\n  - {type: zmq, endpoint: 'tcp://[::1]:*'}\n",
+        "  - {type: zmq, endpoint: 'ipc:///tmp/ew.sock'}\n  - {type: zmq, endpoint: inproc://x}\n",
+    ],
+)
+def test_sink_checks_allow(base, sinks: str) -> None:
+    text = _cfg(base, "sinks:\n" + sinks, _CAM2)
+    assert parse_config(text).sinks
+
+
+@pytest.mark.parametrize(
+    ("tracker", "ok"),
+    [
+        ("{type: botsort, with_reid: true, model: auto}", True),
+        ("{type: botsort, with_reid: false, model: /nonexist.onnx}", True),
+        ("{type: botsort, with_reid: true, model: '@model'}", True),
+        ("{type: botsort, with_reid: true, model: nonexist.onnx}", False),
+    ],
+)
+def test_reid_model_exists_only_when_used(base, tracker: str, ok: bool) -> None:
+    text = _cfg(base, "tracker: " + tracker.replace("@model", base["model"]) + "\n")
+    if ok:
+        assert parse_config(text).tracker.type == "botsort"
+    else:
+        with pytest.raises(ConfigError, match=r"tracker\.model: ReID model file not found"):
+            parse_config(text)
+
+
+def _bomb(levels: int) -> str:
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_bomb(9), "c.yaml:6: invalid YAML: aliases expand to more than 100000 nodes"),
+        ("a: &a [*a]\n", "c.yaml:1: invalid YAML: recursive alias"),
+        ("[" * 5000 + "]" * 5000, "c.yaml: invalid YAML: nested too deeply"),
+    ],
+)
+def test_yaml_bombs_are_refused(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, name="c.yaml")
+    assert expected in str(e.value), str(e.value)
+
+
+def test_small_aliases_still_work(base) -> None:
+    text = _cfg(base, "sinks:\n  - {type: jsonl, path: a.jsonl, sources: &s [cam]}\n")
+    text += "  - {type: jsonl, path: b.jsonl, sources: *s}\n"
+    assert [s.path for s in parse_config(text).sinks] == ["a.jsonl", "b.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("tracker_text", "expected"),
+    [
+        ("tracker_type: [bytetrack\n", "t.yaml:2: invalid YAML"),
+        (_bomb(9), "t.yaml:6: invalid YAML: aliases expand to more than"),
+        (b"track_buffer: \xff\n", "t.yaml:1: not UTF-8 text (byte 0xff at 14)"),
+    ],
+)
+def test_bad_tracker_file(base, tmp_path: Path, tracker_text: str | bytes, expected: str) -> None:
+    tf = tmp_path / "t.yaml"
+    if isinstance(tracker_text, bytes):
+        tf.write_bytes(tracker_text)
+    else:
+        tf.write_text(tracker_text)
+    with pytest.raises(ConfigError) as e:
+        parse_config(_cfg(base, f"tracker: {tf}\n"), name="c.yaml")
+    assert f"{tmp_path}/{expected}" in str(e.value), str(e.value)
+
+
+def test_non_utf8_config_file(base, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(_cfg(base).encode() + b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:6: not UTF-8 text \(byte 0xe9 at "):
+        load_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("detector..conf=1", "--set detector..conf: bad key at character 10"),
+        ("sources[0]]=1", "--set sources[0]]: bad key at character 11"),
+        ("detector.=1", "--set detector.: key ends with '.'"),
+        ("sources[x].uri=1", "--set sources[x].uri: bad key at character 8"),
+        ("=1", "empty key"),
+        ("detector.device=${NOPE_NOT_SET}", "--set detector.device: environment variable NOPE"),
+        ("detector.conf=[1", "--set detector.conf:1: invalid YAML: expected"),
+    ],
+)
+def test_bad_override_keys(base, monkeypatch, override: str, expected: str) -> None:
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    with pytest.raises(ConfigError) as e:
+        parse_config(_cfg(base), overrides=[override])
+    assert expected in str(e.value), str(e.value)
+
+
+def test_override_env_is_expanded_and_secret(base, monkeypatch) -> None:
+    monkeypatch.setenv("EW_TEST_PASS", "pa55word")
+    cfg = parse_config(
+        _cfg(base), overrides=["sources[0].uri=rtsp://u:${EW_TEST_PASS}@h/s", "sinks=[]"]
+    )
+    assert cfg.sources[0].uri == "rtsp://u:pa55word@h/s"
+    from edgewatch.secrets import mask
+
+    assert "pa55word" not in mask(cfg.sources[0].uri)
