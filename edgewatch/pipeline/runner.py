@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar, cast
 
+import cv2
 import numpy as np
 import supervision as sv
 
@@ -105,6 +106,8 @@ class _SourceRun:
     error: str = ""
     frames_in: int = 0
     frames_out: int = 0
+    #: Frames the prep stage could not letterbox (skipped and counted).
+    skipped: int = 0
     last_frame_time: float | None = None
     tracker: Tracker | None = None
     generation: int = 0
@@ -115,7 +118,7 @@ class _SourceRun:
 
     def settled(self) -> int:
         """Frames read so far that are published or dropped (no longer in flight)."""
-        return self.frames_out + self.queue.dropped
+        return self.frames_out + self.queue.dropped + self.skipped
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,7 @@ class Pipeline:
         self._health: HealthServer | None = None
         self._zmq_context: zmq.Context[zmq.Socket[bytes]] | None = None
         self._bar: tqdm[object] | None = None
+        self._last_skip_log: dict[str, float] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,6 +200,7 @@ class Pipeline:
         # so a model that fails to load leaves nothing behind.
         try:
             self._start_sinks()
+            log.info("loading detector %s", self.cfg.detector.model)
             self._detector = YoloDetector(self.cfg.detector, self.metrics)
             self._detector.load()
             if self.cfg.labeler is not None:
@@ -266,6 +271,10 @@ class Pipeline:
         )
         with self._sources_lock:
             self._sources[scfg.id] = run
+            # stop() sets its flag before it lists the sources: a stop asked for
+            # while the models loaded is seen here or by stop(), never by neither
+            if self._stop.is_set():
+                run.stop.set()
         run.thread.start()
 
     def stop(self) -> None:
@@ -469,7 +478,10 @@ class Pipeline:
             if batch is None:
                 break
             t0 = time.perf_counter()
-            prepared = self._detector.preprocess([f.image for f in batch])
+            prep = self._preprocess(batch)
+            if prep is None:
+                continue
+            batch, prepared = prep
             pre_ms = (time.perf_counter() - t0) * 1000
             try:
                 self._infer_q.put(_Work(batch, prepared, pre_ms), self._hard_stop)
@@ -479,6 +491,48 @@ class Pipeline:
             self._infer_q.put(_END)
         except Closed:
             return
+
+    def _preprocess(self, batch: list[Frame]) -> tuple[list[Frame], Prepared] | None:
+        """Letterbox ``batch``; a frame that cannot be is skipped, counted
+        (``edgewatch_drops_total{stage="preprocess"}``) and logged (rate-limited),
+        the others go on. None when no frame is left."""
+        assert self._detector is not None
+        try:
+            return batch, self._detector.preprocess([f.image for f in batch])
+        except (EdgewatchError, cv2.error, ValueError):
+            if len(batch) == 1:
+                self._skip_frame(batch[0], sys.exc_info()[1])
+                return None
+        kept = []  # one bad frame in the batch: find it, keep the rest
+        for frame in batch:
+            try:
+                self._detector.preprocess([frame.image])
+                kept.append(frame)
+            except (EdgewatchError, cv2.error, ValueError) as e:
+                self._skip_frame(frame, e)
+        if not kept:
+            return None
+        return kept, self._detector.preprocess([f.image for f in kept])
+
+    def _skip_frame(self, frame: Frame, err: BaseException | None) -> None:
+        sid = frame.source_id
+        self.metrics.inc("edgewatch_drops_total", source=sid, stage="preprocess")
+        now = time.monotonic()
+        if now - self._last_skip_log.get(sid, -60.0) >= 10.0:
+            self._last_skip_log[sid] = now
+            log.warning(
+                "source %s: frame %d (%s) skipped, cannot preprocess it: %s",
+                sid,
+                frame.index,
+                "x".join(map(str, frame.image.shape)),
+                mask(str(err)),
+            )
+        with self._sources_lock:
+            run = self._sources.get(sid)
+        if run is not None:
+            run.skipped += 1
+            if run.pending_events:
+                self._flush_events(run)
 
     def _items(self, q: BoundedQueue[_T]) -> Iterator[_T]:
         """Items of a stage queue until its end marker (or a hard stop)."""
@@ -744,7 +798,7 @@ class Pipeline:
             runs = list(self._sources.values())
         drops: dict[str, float] = {}
         for run in runs:
-            for stage in ("queue", "labeler"):
+            for stage in ("queue", "preprocess", "labeler"):
                 n = self.metrics.counter("edgewatch_drops_total", source=run.cfg.id, stage=stage)
                 if n:
                     drops[f"{run.cfg.id}/{stage}"] = n
