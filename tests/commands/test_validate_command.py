@@ -158,3 +158,41 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert e.value.code == 0
     assert capsys.readouterr().out == f"edgewatch {__version__}\n"
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", __version__)
+
+
+@pytest.mark.parametrize(
+    ("extra", "data", "expected"),
+    [
+        ("  - {type: zmq, endpoint: 'tcp://127.0.0.1:notaport'}\n", b"", r"sinks\[1\]\.endpoint: "),
+        ("  - {type: jsonl, path: 'out/{source}.jsonl'}\n", b"", r"sinks\[1\]\.path: .* also"),
+        ("a: &a [x, x, x, x, x, x, x, x, x, x]\n", b"", r"aliases expand to more than"),
+        ("", b"\xff\xfe", r"pipeline\.yaml:\d+: not UTF-8 text"),
+    ],
+)
+def test_bad_config_exits_2_before_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, data: bytes, expected: str
+) -> None:
+    model = tiny_detector(tmp_path / "tiny.onnx")
+    if extra.startswith("a:"):  # an alias bomb: 10 ** 6 nodes from a few lines
+        extra += "".join(
+            f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcde", "bcdef")
+        )
+    cfg = _config(tmp_path, model, extra=extra)
+    cfg.write_bytes(cfg.read_bytes() + data)
+    rc, out, err = _validate(cfg, capsys)
+    assert rc == 2 and out == "", err
+    assert re.search(expected, err), err
+    assert "Traceback" not in err
+
+
+def test_static_batch_model_warns_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tiny_detector(tmp_path / "tiny.onnx")  # exported with a fixed batch of 1
+    rc, out, err = _validate(_config(tmp_path, model, detector_extra="  batch: 4\n"), capsys)
+    assert rc == 0 and "batch 1," in out, err
+    warning = (
+        f"detector {model}: the model has a static batch of 1; detector.batch 4 "
+        "is not used (export with dynamic=True to batch freely)"
+    )
+    assert err.count(warning) == 1, err
+    rc, _, err = _validate(_config(tmp_path, model), capsys)
+    assert rc == 0 and "static batch" not in err

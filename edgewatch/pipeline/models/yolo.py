@@ -379,6 +379,14 @@ class YoloDetector:
         self._layout = self._resolve_layout(info)
         self._static_batch = info.batch
         self._max_batch = cfg.batch if info.batch is None else info.batch
+        if info.batch is not None and cfg.batch != 1 and info.batch != cfg.batch:
+            logger.warning(
+                "detector %s: the model has a static batch of %d; detector.batch %d is not used"
+                " (export with dynamic=True to batch freely)",
+                cfg.model,
+                info.batch,
+                cfg.batch,
+            )
         self._classes = resolve_classes(cfg.classes, self._names)
         self._canvas = np.full((*self._imgsz, 3), PAD_VALUE, dtype=np.uint8)
         if cfg.warmup:
