@@ -67,7 +67,14 @@ class SinkWorker:
         self._last_log = 0.0
 
     def start(self) -> None:
-        self.sink.start()
+        """Start the sink and its thread; a failing start raises only when the
+        sink's ``fatal_start`` says so, otherwise it is counted like a failed write."""
+        try:
+            self.sink.start()
+        except EdgewatchError as e:
+            if self.sink.fatal_start:
+                raise
+            self._failed(e)
         self._thread.start()
 
     def accepts(self, source_id: str) -> bool:

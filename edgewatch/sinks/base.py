@@ -18,6 +18,10 @@ class Sink(abc.ABC):
 
     #: Whether ``write`` needs ``result.frame.image`` (video, display, zmq with JPEG).
     needs_image: bool = False
+    #: Whether a failing ``start`` aborts the run (a socket that cannot bind, no
+    #: display). File sinks say False: a file that cannot be opened is a per-sink
+    #: error, logged and counted, and the open is retried on every write.
+    fatal_start: bool = True
 
     def __init__(self, name: str, metrics: Metrics) -> None:
         self.name = name

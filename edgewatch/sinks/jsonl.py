@@ -144,6 +144,8 @@ class JsonlSink(Sink):
     same file share it (every line names its source).
     """
 
+    fatal_start = False
+
     def __init__(
         self,
         cfg: JsonlSinkConfig,
@@ -160,7 +162,8 @@ class JsonlSink(Sink):
         self._files: dict[Path, LineFile] = {}
 
     def start(self) -> None:
-        """Open the file now when the path has no ``{source}`` (fail early)."""
+        """Open the file now when the path has no ``{source}`` (a failure is a
+        per-sink error: the worker counts it, writes try again)."""
         if "{source}" not in self.cfg.path:
             self._file_for("")
 

@@ -51,6 +51,8 @@ def mot_lines(frame_number: int, detections: sv.Detections) -> list[str]:
 class MotSink(Sink):
     """Writes tracks in MOT-challenge txt format, one file per source."""
 
+    fatal_start = False
+
     def __init__(self, cfg: MotSinkConfig, metrics: Metrics, *, name: str = "mot") -> None:
         super().__init__(name, metrics)
         self.cfg = cfg
@@ -58,7 +60,8 @@ class MotSink(Sink):
         self._owners: dict[Path, str] = {}
 
     def start(self) -> None:
-        """Open the file now when the path has no ``{source}`` (fail early)."""
+        """Open the file now when the path has no ``{source}`` (a failure is a
+        per-sink error: the worker counts it, writes try again)."""
         if "{source}" not in self.cfg.path:
             path = expand_path(self.cfg.path, "")
             f = LineFile(path)
@@ -69,7 +72,9 @@ class MotSink(Sink):
         f = self._files.get(source_id)
         if f is not None:
             return f
-        if "" in self._files:  # one fixed path: the first source owns it
+        if "{source}" not in self.cfg.path:  # one fixed path: the first source owns it
+            if "" not in self._files:
+                self.start()  # it could not be opened at start: try again
             if self._owners.setdefault(self._files[""].path, source_id) != source_id:
                 raise SinkError(
                     f"mot sink: {self.cfg.path} has no {{source}} but sources "

@@ -102,3 +102,27 @@ def test_summary_reports_ms_per_sink(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "jsonl0 " in line and "jsonl1 " in line
     for stage in ("decode", "preprocess", "inference", "postprocess", "track"):
         assert f" {stage} " in out
+
+
+@pytest.mark.parametrize("sink_type", ["jsonl", "mot"])
+def test_sink_file_that_cannot_be_opened_at_start_stops_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sink_type: str
+) -> None:
+    """A fixed path under a regular file fails at start: counted, the run goes on."""
+    (tmp_path / "afile").write_text("x")
+    bad = {"type": sink_type, "path": str(tmp_path / "afile" / "x.out")}
+    metrics = Metrics()
+    with caplog.at_level(logging.ERROR, logger="edgewatch.pipeline.sinkworker"):
+        summary = Pipeline(_config(tmp_path, bad), metrics=metrics).run()
+
+    assert summary.error == ""
+    assert summary.frames == {"cam": FRAMES}
+    lines = [json.loads(x) for x in (tmp_path / "good.jsonl").read_text().splitlines()]
+    assert [m["frame"] for m in lines if "frame" in m] == list(range(FRAMES))
+    name = "jsonl1" if sink_type == "jsonl" else "mot"
+    # the open at start, then every write (and, for jsonl, both events) retries it
+    expected = 1 + FRAMES + (2 if sink_type == "jsonl" else 0)
+    assert metrics.counter("edgewatch_sink_errors_total", sink=name) == expected
+    assert summary.sink_errors == {name: expected}
+    logged = [r.getMessage() for r in caplog.records if r.name == "edgewatch.pipeline.sinkworker"]
+    assert len(logged) == 1 and f"sink {name} failed" in logged[0] and "x.out" in logged[0]
