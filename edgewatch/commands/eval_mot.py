@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgewatch.errors import SourceError
 from edgewatch.trackers import build_tracker
 from edgewatch.trackers.mot import (
     evaluate,
@@ -70,9 +71,37 @@ def _row(name: str, scores: dict[str, float] | None, ms: float) -> str:
     return f"{name:24s} " + " ".join(cells) + f" {ms:8.3f}"
 
 
+def result_name(name: str) -> str:
+    """The ``<sequence>.txt`` file name for a sequence name from ``seqinfo.ini``.
+
+    Only the last path component is kept, so a name cannot write outside ``--out``.
+
+    >>> result_name("../../../tmp/escape"), result_name("MOT17-02-FRCNN")
+    ('escape.txt', 'MOT17-02-FRCNN.txt')
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\0", "").strip()
+    if base in ("", ".", ".."):
+        raise ValueError(f"sequence name {name!r} gives no usable file name")
+    return f"{base}.txt"
+
+
+def _checked_name(name: str, path: Path) -> str:
+    try:
+        return result_name(name)
+    except ValueError as e:
+        raise SourceError(f"{path / 'seqinfo.ini'}: name: {e}") from None
+
+
 def main(args: argparse.Namespace) -> int:
     cfg = load_tracker_config(args.tracker, args.overrides)
-    seqs = find_sequences(args.dir)
+    try:
+        seqs = find_sequences(args.dir)
+        # Malformed input data is a bad argument (exit 2), found before any tracking.
+        sequences = [read_sequence(p) for p in seqs]
+        names = [_checked_name(seq.name, seq.path) for seq in sequences]
+    except SourceError as e:
+        print(f"edgewatch eval-mot: {e}", file=sys.stderr)
+        return 2
     if any((p / "gt" / "gt.txt").is_file() for p in seqs):
         try:
             import motmetrics  # noqa: F401  (scoring needs it; say so before tracking)
@@ -87,11 +116,10 @@ def main(args: argparse.Namespace) -> int:
         f"{'sequence':24s} " + " ".join(f"{c:>7s}" for c, _, _ in _COLUMNS) + f" {'ms/frame':>8s}"
     )
     all_gt, all_res, total_ms, total_frames, offset, id_offset = [], [], 0.0, 0, 0, 0
-    for path in seqs:
-        seq = read_sequence(path)
+    for seq, name in zip(sequences, names, strict=True):
         tracker = build_tracker(cfg, seq.fps)
         res, ms = run_tracker(seq, tracker, use_images=not args.no_images)
-        write_results(args.out / f"{seq.name}.txt", res)
+        write_results(args.out / name, res)
         total_ms += ms * seq.length
         total_frames += seq.length
         scores = None

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import configparser
 import logging
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +84,10 @@ class MotSequence:
 
 
 def read_mot_txt(path: Path) -> np.ndarray:
-    """``(N, 9)`` float64 rows of a MOT text file (missing columns filled with -1)."""
+    """``(N, 9)`` float64 rows of a MOT text file (missing columns filled with -1).
+
+    A NaN or infinite value is a :class:`SourceError` naming the file and line.
+    """
     try:
         data = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
     except (OSError, ValueError) as e:
@@ -92,33 +96,72 @@ def read_mot_txt(path: Path) -> np.ndarray:
         return np.zeros((0, 9))
     if data.shape[1] < 7:
         raise SourceError(f"{path}: expected >= 7 columns, found {data.shape[1]}")
+    bad = np.flatnonzero(~np.isfinite(data).all(axis=1))
+    if len(bad):
+        # loadtxt skips blank and '#' lines: map the data row back to its line number.
+        lines = path.read_text(errors="replace").splitlines()
+        numbers = [i for i, ln in enumerate(lines, 1) if ln.strip() and ln.lstrip()[0] != "#"]
+        row = int(bad[0])
+        line = numbers[row] if row < len(numbers) else row + 1
+        raise SourceError(f"{path}:{line}: NaN or infinite value: {lines[line - 1].strip()!r}")
     out = np.full((len(data), 9), -1.0)
     out[:, : min(9, data.shape[1])] = data[:, :9]
     return out
 
 
+def _ini_number(
+    section: Mapping[str, str], key: str, default: float, ini: Path, *, integer: bool = False
+) -> float:
+    """``section[key]`` as a finite number >= 0 (``default`` when absent)."""
+    raw = section.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = -1
+    if not math.isfinite(value) or value < 0:
+        kind = "an integer" if integer else "a number"
+        raise SourceError(f"{ini}: {key}={raw!r} is not {kind} >= 0")
+    return value
+
+
 def read_sequence(path: str | Path) -> MotSequence:
-    """Read one sequence folder (see the module docstring)."""
+    """Read one sequence folder (see the module docstring).
+
+    A malformed ``seqinfo.ini`` or ``det.txt`` is a :class:`SourceError` naming the
+    file and the line or key.
+    """
     p = Path(path)
+    ini_path = p / "seqinfo.ini"
     ini = configparser.ConfigParser()
-    if not ini.read(p / "seqinfo.ini"):
-        raise SourceError(f"{p}: no seqinfo.ini")
+    try:
+        if not ini.read(ini_path):
+            raise SourceError(f"{p}: no seqinfo.ini")
+    except configparser.Error as e:
+        raise SourceError(f"{ini_path}: {' '.join(e.message.split())}") from None
     s = ini["Sequence"] if ini.has_section("Sequence") else ini.defaults()
+    fps = _ini_number(s, "frameRate", 30.0, ini_path)
+    if fps == 0:
+        raise SourceError(f"{ini_path}: frameRate={s.get('frameRate')!r} is not > 0")
+    seq_length = int(_ini_number(s, "seqLength", 0, ini_path, integer=True))
+    width = int(_ini_number(s, "imWidth", 0, ini_path, integer=True))
+    height = int(_ini_number(s, "imHeight", 0, ini_path, integer=True))
     dets = read_mot_txt(p / "det" / "det.txt")
     gt_path = p / "gt" / "gt.txt"
     gt = read_mot_txt(gt_path) if gt_path.is_file() else None
     if gt is not None:
         gt = gt[gt[:, 6] != 0]
     img_dir = p / s.get("imDir", "img1")
-    length = int(s.get("seqLength", 0)) or int(max(dets[:, 0].max(initial=0), 0))
+    length = seq_length or int(max(dets[:, 0].max(initial=0), 0))
     by_frame = {int(f): dets[dets[:, 0] == f] for f in np.unique(dets[:, 0])}
     return MotSequence(
         name=s.get("name", p.name),
         path=p,
-        fps=float(s.get("frameRate", 30)),
+        fps=fps,
         length=length,
-        width=int(s.get("imWidth", 0)),
-        height=int(s.get("imHeight", 0)),
+        width=width,
+        height=height,
         dets=dets,
         gt=gt,
         img_dir=img_dir if img_dir.is_dir() else None,

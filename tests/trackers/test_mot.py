@@ -250,3 +250,48 @@ def test_eval_mot_without_motmetrics(tmp_path: Path, with_gt: bool, code: int) -
         assert not out.exists()  # refused before tracking anything
     else:
         assert (out / "flicker.txt").is_file()
+
+
+def test_eval_mot_sequence_name_cannot_escape_out(tmp_path: Path) -> None:
+    seq = flicker().write(tmp_path / "data")
+    ini = seq / "seqinfo.ini"
+    ini.write_text(ini.read_text().replace("name = flicker", "name = ../../../esc/escape"))
+    assert "escape" in ini.read_text()
+    out = tmp_path / "a" / "b" / "c" / "out"
+    assert cli_main(["eval-mot", str(seq), "--out", str(out)]) == 0
+    assert (out / "escape.txt").is_file()
+    assert not (tmp_path / "esc").exists()
+
+
+@pytest.mark.parametrize(
+    ("ini", "det_line", "error"),
+    [
+        ("name=x\nframeRate=25\n", None, "seqinfo.ini: File contains no section headers. file:"),
+        ("[Sequence]\nname=x\nframeRate=abc\n", None, "seqinfo.ini: frameRate='abc' is not a"),
+        ("[Sequence]\nname=x\nframeRate=nan\n", None, "seqinfo.ini: frameRate='nan' is not a"),
+        ("[Sequence]\nname=x\nframeRate=0\n", None, "seqinfo.ini: frameRate='0' is not > 0"),
+        ("[Sequence]\nname=x\nseqLength=1.5\n", None, "seqinfo.ini: seqLength='1.5' is not an"),
+        ("[Sequence]\nname=x\nimWidth=-4\n", None, "seqinfo.ini: imWidth='-4' is not an"),
+        ("[Sequence]\nname=..\n", None, "seqinfo.ini: name: sequence name '..' gives no usable"),
+        ("[Sequence]\nname=a/\n", None, "seqinfo.ini: name: sequence name 'a/' gives no usable"),
+        ("[Sequence]\nname=x\n", "3,-1,nan,4,5,6,0.9,-1,-1,-1",
+         "det.txt:5: NaN or infinite value: '3,-1,nan,4,5,6,0.9,-1,-1,-1'"),
+        ("[Sequence]\nname=x\n", "3,-1,1,4,inf,6,0.9,-1,-1,-1", "det.txt:5: NaN or infinite"),
+    ],
+)
+def test_eval_mot_bad_sequence_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ini: str, det_line: str | None, error: str
+) -> None:
+    """Malformed seqinfo.ini / det.txt: exit 2 with the file and key or line, no traceback."""
+    seq = tmp_path / "seq"
+    (seq / "det").mkdir(parents=True)
+    (seq / "seqinfo.ini").write_text(ini)
+    # loadtxt skips the blank and comment lines: det_line is data row 2 but line 5
+    lines = ["1,-1,1,2,3,4,0.9,-1,-1,-1", "", "# a comment", "2,-1,1,2,3,4,0.9,-1,-1,-1"]
+    if det_line is not None:
+        lines.append(det_line)
+    (seq / "det" / "det.txt").write_text("\n".join(lines) + "\n")
+    assert cli_main(["eval-mot", str(seq), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgewatch eval-mot: ") and error in err, err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
