@@ -374,3 +374,17 @@ def test_fp32_of_real_fp16_export(detector_path: Path, vtest_frames: list, tmp_p
     assert a.ref_boxes > 0
     # a box whose score sits at the 0.25 threshold may flip under fp16 rounding; the rest match
     assert a.precision >= 0.9 and a.recall >= 0.9 and a.mean_iou > 0.98
+
+
+@pytest.mark.parametrize("out", ["/proc/edgewatch-test/y.onnx", "file/y.onnx", "dir"])
+def test_fp32_unusable_out_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   out: str) -> None:
+    src = build_fp16_model(tmp_path / "m16.onnx", False)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    target = tmp_path / out
+    assert main(["models", "fp32", str(src), "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    where, why = (target, "is a directory") if out == "dir" else (
+        target.parent, "cannot create this folder")
+    assert err.startswith(f"edgewatch models fp32: --out {where}: {why}"), err

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from edgewatch.errors import ModelError
@@ -74,6 +76,17 @@ def _need_onnx() -> None:
     except ImportError:
         raise ModelError("this command needs the 'onnx' package: "
                          "pip install 'edgewatch[quantize]'") from None
+
+
+def _unusable_dir(path: Path, option: str) -> str | None:
+    """Create folder ``path`` (and parents); why it cannot be used, or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"{option} {path}: cannot create this folder: {e.strerror or e}"
+    if not os.access(path, os.W_OK):
+        return f"{option} {path}: folder is not writable"
+    return None
 
 
 def _positive(text: str) -> int:
@@ -169,6 +182,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if not args.name:
         print("edgewatch models fetch: give a model NAME or --list", file=sys.stderr)
         return 2
+    problem = _unusable_dir(Path(args.dest).expanduser(), "--dest") if args.dest else None
+    if problem:
+        print(f"edgewatch models fetch: {problem}", file=sys.stderr)
+        return 2
     fetched = fetch_model(args.name, args.dest, registry=registry, mirror=args.mirror,
                           timeout=args.timeout)
     for f in fetched:
@@ -220,6 +237,13 @@ def cmd_fp32(args: argparse.Namespace) -> int:
     from edgewatch.pipeline.models.quantize import convert_to_fp32
 
     _need_onnx()
+    out = Path(args.out)
+    problem = _unusable_dir(out.parent, "--out") or (
+        f"--out {out}: is a directory" if out.is_dir() else None
+    )
+    if problem:
+        print(f"edgewatch models fp32: {problem}", file=sys.stderr)
+        return 2
     r = convert_to_fp32(args.model, args.out)
     if r.tensors == 0 and r.casts_retargeted == 0:
         print(f"{args.model} has no float16 tensors; wrote an unchanged copy to {r.output}")

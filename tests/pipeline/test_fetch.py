@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edgewatch.cli import main
+from edgewatch.errors import ModelError
 from edgewatch.pipeline.models.fetch import (
     ChecksumError,
     DownloadError,
@@ -325,3 +326,23 @@ def test_builtin_registry_is_well_formed() -> None:
     extra = RegistryEntry("yolov8n", "override", "detect",
                           (RegistryFile("http://127.0.0.1/x", SHA, "x.onnx"),))
     assert known_models([extra])["yolov8n"].description == "override"
+
+
+@pytest.mark.parametrize("dest", ["file", "/proc/edgewatch-test"])
+def test_unusable_dest_is_a_model_error(server, tmp_path: Path, dest: str) -> None:
+    """The library: a --dest under a file or in /proc is a ModelError, not an OSError."""
+    (tmp_path / "file").write_text("x")
+    root = tmp_path / dest
+    base, state = server
+    with pytest.raises(ModelError, match=f"cannot create {root}/det: "):
+        fetch_model("det", root, registry=_registry(base), progress=False)
+    assert state.requests == []
+
+
+@pytest.mark.parametrize("dest", ["file", "file/sub", "/proc/edgewatch-test"])
+def test_cli_unusable_dest_exits_2(tmp_path: Path, capsys, dest: str) -> None:
+    (tmp_path / "file").write_text("x")
+    root = tmp_path / dest
+    assert main(["models", "fetch", "yolo11n", "--dest", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgewatch models fetch: --dest {root}: cannot create this folder"), err

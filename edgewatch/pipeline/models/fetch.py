@@ -155,7 +155,10 @@ def download_file(
         log.warning("%s: present but its SHA-256 differs from the registry; removed, "
                     "downloading again", target)
         target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ModelError(f"cannot create {target.parent}: {e.strerror or e}") from None
     part = target.with_name(target.name + ".part")
     url = resolve_url(rf.url, mirror)
     bar = _Progress(progress, target.name, on_progress)
