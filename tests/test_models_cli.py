@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -333,13 +334,34 @@ def test_bench_config_runs_pipeline(tmp_path: Path, capsys: pytest.CaptureFixtur
         f"sources:\n  - {{id: cam, uri: '{video}'}}\n"
         f"detector: {{model: '{model}', device: cpu}}\n"
         f"sinks:\n  - {{type: jsonl, path: '{tmp_path}/{{source}}.jsonl'}}\n"
+        "  - {type: zmq, endpoint: 'tcp://127.0.0.1:5555'}\n"
     )
+    (tmp_path / "cam.jsonl").write_text("a real run's results\n")
     assert main(["bench", str(cfg), "--frames", "5"]) == 0
     text = capsys.readouterr().out
     assert "inference only:" in text
     assert "end to end (pipeline):" in text and "5 frames in" in text
-    lines = [json.loads(x) for x in (tmp_path / "cam.jsonl").read_text().splitlines()]
-    assert [m["frame"] for m in lines if m.get("type") != "event"] == [0, 1, 2, 3, 4]
+    # the sinks did their work (timed per message) but elsewhere: the config's
+    # own outputs are untouched and its ZeroMQ port was not taken
+    assert re.search(r"sink jsonl\s+\d+\.\d+ ms/message", text), text
+    assert re.search(r"sink zmq\s+\d+\.\d+ ms/message", text), text
+    assert (tmp_path / "cam.jsonl").read_text() == "a real run's results\n"
+
+
+def test_bench_json_has_sink_ms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = build_info_model(tmp_path / "m.onnx", 1, DETECT_META, [("output0", [1, 6, 2100])])
+    video = _write_video(tmp_path / "v.avi", 8)
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(
+        f"sources:\n  - {{id: cam, uri: '{video}'}}\n"
+        f"detector: {{model: '{model}', device: cpu}}\n"
+        f"sinks:\n  - {{type: mot, path: '{tmp_path}/{{source}}.txt'}}\n"
+    )
+    assert main(["bench", str(cfg), "--frames", "4", "--json"]) == 0
+    pl = json.loads(capsys.readouterr().out)["pipeline"]
+    assert sum(pl["frames"].values()) == 4
+    assert set(pl["sink_ms"]) == {"mot"} and pl["sink_ms"]["mot"] >= 0
+    assert not (tmp_path / "cam.txt").exists()
 
 
 def test_bench_needs_a_model(capsys: pytest.CaptureFixture[str]) -> None:

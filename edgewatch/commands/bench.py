@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -198,13 +199,38 @@ def _pipeline_report(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
             upd = {"max_frames": min(args.frames, s.max_frames or args.frames), "realtime": False,
                    "loop": False}
         sources.append(s.model_copy(update=upd))
-    run_cfg = cfg.model_copy(update={"sources": sources, "detector": _detector_config(args, cfg)})
-    summary = Pipeline(run_cfg).run()
+    with tempfile.TemporaryDirectory(prefix="edgewatch-bench-") as tmp:
+        run_cfg = cfg.model_copy(update={
+            "sources": sources, "detector": _detector_config(args, cfg),
+            "sinks": _bench_sinks(cfg.sinks, Path(tmp)), "health": None,
+        })
+        summary = Pipeline(run_cfg).run()
     return {
         "frames": dict(summary.frames), "elapsed_s": summary.elapsed_s, "fps": summary.fps,
-        "stage_ms": dict(summary.stage_ms), "drops": dict(summary.drops),
+        "stage_ms": dict(summary.stage_ms), "sink_ms": dict(summary.sink_ms),
+        "drops": dict(summary.drops),
         "failed_sources": dict(summary.failed_sources), "error": summary.error,
     }
+
+
+def _bench_sinks(sinks: Sequence[Any], tmp: Path) -> list[Any]:
+    """The config's sinks, doing the same work without touching its outputs.
+
+    File sinks write into ``tmp`` (a benchmark must not overwrite a real run's
+    results), ZeroMQ binds a free loopback port, display sinks are left out.
+    """
+    out = []
+    for i, s in enumerate(sinks):
+        if s.type == "display":
+            continue
+        if s.type == "zmq":
+            out.append(s.model_copy(update={"endpoint": "tcp://127.0.0.1:*", "bind": True,
+                                            "curve": None}))
+        elif hasattr(s, "path"):
+            out.append(s.model_copy(update={"path": str(tmp / f"{i}-{Path(s.path).name}")}))
+        else:
+            out.append(s)
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -228,6 +254,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines += ["", f"end to end (pipeline): {pl['fps']:7.1f} fps, "
                       f"{sum(pl['frames'].values())} frames in {pl['elapsed_s']:.2f} s"]
         lines += [f"  {k:<12} {v:9.2f} ms" for k, v in pl["stage_ms"].items()]
+        lines += [f"  sink {k:<7} {v:9.2f} ms/message" for k, v in pl.get("sink_ms", {}).items()]
         drops = {k: v for k, v in pl["drops"].items() if v}
         lines.append("  drops: " + (", ".join(f"{k}={v:g}" for k, v in drops.items()) or "none"))
         if pl["error"]:
