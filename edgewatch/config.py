@@ -307,6 +307,11 @@ class LabelerConfig(_Strict):
         description="encoder CPU threads (0 = ORT default); 1 leaves cores to the detector",
     )
     nice: int = Field(10, ge=0, le=19, description="Linux niceness of the labeler thread")
+    priority: Literal["idle", "nice"] = Field(
+        "idle",
+        description="idle: Linux SCHED_IDLE, the encoder only gets CPU time detection leaves "
+        "(labels come later on a saturated CPU); nice: only the lower niceness",
+    )
     cache_dir: Path = Field(Path(".cache/edgewatch/text"), description="text embedding cache")
 
     @field_validator("model")

@@ -153,6 +153,8 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=15, help="labeler: frames between crops")
     ap.add_argument("--threads", type=int, default=1, help="labeler intra_op_num_threads")
     ap.add_argument("--nice", type=int, default=10, help="labeler thread niceness")
+    ap.add_argument("--priority", choices=["idle", "nice"], default="idle",
+                    help="labeler.priority (idle: SCHED_IDLE)")
     ap.add_argument("--queue-size", type=int, default=64, help="labeler crops queued at most")
     ap.add_argument("--recipe", choices=["vit-b32", "tiny"], default="vit-b32")
     args = ap.parse_args()
@@ -176,6 +178,7 @@ def main() -> int:
             f"labeler:\n  model: '{clip}'\n  labels: [pedestrian, cyclist, delivery worker]\n"
             f"  every: {args.every}\n  cache_dir: '{tmp}'\n  device: cpu\n"
             f"  intra_op_num_threads: {args.threads}\n  nice: {args.nice}\n"
+            f"  priority: {args.priority}\n"
             f"  queue_size: {args.queue_size}\n"
         )
         rows = [

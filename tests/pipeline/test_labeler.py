@@ -370,16 +370,21 @@ def _thread_nice() -> dict[int, int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux per-thread nice")
+@pytest.mark.parametrize("priority", ["idle", "nice"])
 @pytest.mark.parametrize("threads", [1, 2, 0])
-def test_every_encoder_thread_runs_below_detection(make: Any, threads: int) -> None:
-    """The worker and ONNX Runtime's intra-op threads (threads != 1) all get ``nice``;
-    the thread that started the labeler keeps its own priority."""
+def test_every_encoder_thread_runs_below_detection(
+    make: Any, threads: int, priority: str
+) -> None:
+    """The worker and ONNX Runtime's intra-op threads (threads != 1) all get ``nice``
+    and, with ``priority: idle``, SCHED_IDLE; the thread that started the labeler
+    keeps its own priority and policy."""
     me = threading.get_native_id()
     base = os.getpriority(os.PRIO_PROCESS, me)
     if base >= 10:
         pytest.skip(f"this process already runs at nice {base}")
+    policy = os.sched_getscheduler(me)
     before = _thread_nice()
-    _, metrics = make(intra_op_num_threads=threads, nice=10)
+    _, metrics = make(intra_op_num_threads=threads, nice=10, priority=priority)
     deadline = time.monotonic() + 5
     while True:  # the worker lowers its own priority as it starts
         new = {t: n for t, n in _thread_nice().items() if t not in before}
@@ -388,7 +393,16 @@ def test_every_encoder_thread_runs_below_detection(make: Any, threads: int) -> N
         time.sleep(0.02)
     assert new and set(new.values()) == {10}, new
     assert (len(new) > 1) is (threads != 1)  # ORT's pool threads exist only with threads != 1
+    want = os.SCHED_IDLE if priority == "idle" else os.SCHED_OTHER
+    policies = {}
+    for t in new:
+        try:
+            policies[t] = os.sched_getscheduler(t)
+        except OSError:  # the thread ended meanwhile
+            continue
+    assert policies and set(policies.values()) == {want}, policies
     assert os.getpriority(os.PRIO_PROCESS, me) == base
+    assert os.sched_getscheduler(me) == policy
     assert metrics.counter_sum("edgewatch_fallbacks_total") == 0
 
 
