@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from sinkdata import result
 
 from edgewatch.config import VideoSinkConfig
@@ -146,13 +147,29 @@ def test_resolution_change_is_resized(tmp_path: Path) -> None:
     ],
 )
 def test_errors(tmp_path: Path, cfg: dict, match: str) -> None:
+    """The sink's own checks at the first write. The config refuses a bad codec or
+    container before start (below), so those two reach the sink only through a
+    config built without validation: the sink's second line of defence."""
     (tmp_path / "f").write_text("")
     cfg = {**cfg, "path": cfg["path"].replace("{tmp}", str(tmp_path))}
-    sink = build_sink(VideoSinkConfig(**cfg), Metrics())
+    sink = build_sink(VideoSinkConfig.model_construct(**VideoSinkConfig(path="x.mp4").model_dump()
+                                                       | cfg), Metrics())
     sink.start()
     with pytest.raises(SinkError, match=match):
         sink.write(result(0))
     sink.stop()
+
+
+@pytest.mark.parametrize(
+    ("cfg", "match"),
+    [
+        ({"path": "x.mp4", "codec": "no-such-codec"}, "no encoder 'no-such-codec'"),
+        ({"path": "x.unknownext"}, "x.unknownext"),
+    ],
+)
+def test_config_refuses_bad_codec_and_container(cfg: dict, match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        VideoSinkConfig(**cfg)
 
 
 def test_fixed_path_refuses_a_second_source(tmp_path: Path) -> None:
