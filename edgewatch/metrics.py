@@ -6,7 +6,7 @@ registry); stages receive it and record into labelled series::
     m = Metrics()
     m.inc("edgewatch_frames_total", source="lobby", stage="detect")
     m.observe("edgewatch_latency_seconds", 0.05, source="lobby")
-    print(m.render())
+    text = m.render()  # what /metrics serves
 """
 
 from __future__ import annotations
